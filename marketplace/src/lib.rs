@@ -1,0 +1,9 @@
+//! `sparebox-market`: the marketplace service.
+//!
+//! It will hold the HTTP routes, the host index fed from gossip, accounts,
+//! billing (Stripe behind a `Billing` trait), the ledger, vouchers and
+//! settlement (see the "Marketplace service" issue). It shares the signed
+//! wire types with the node through [`sparebox_node::protocol`], so a voucher
+//! it signs is byte-for-byte what a node verifies.
+
+pub use sparebox_node::protocol;

@@ -1,0 +1,116 @@
+//! The `sparebox` command line. Each subcommand lives in its own module;
+//! `main` parses, sets up logging and maps errors to exit codes.
+
+mod files;
+mod keys;
+mod logging;
+mod node;
+mod offer;
+mod spec;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::LogFormat;
+
+/// Sparebox: run AI agents on spare machines, peer to peer.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sparebox",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Log format: human-readable lines or one JSON object per line.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a host node: advertise spare capacity and run agents.
+    Node(node::NodeArgs),
+    /// Create and show ed25519 identity keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Check agent spec files.
+    #[command(subcommand)]
+    Spec(spec::SpecCommand),
+    /// Create and inspect signed deployment offers.
+    #[command(subcommand)]
+    Offer(offer::OfferCommand),
+    /// Show the node configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the complete default config, with a comment on every field.
+    Default,
+    /// Check a config file and print the effective settings.
+    Check {
+        /// Config file [default: $XDG_CONFIG_HOME/sparebox/node.toml if it exists].
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Entry point of the `sparebox` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Node(args) => node::run(args, cli.log_format),
+        Command::Keys(cmd) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            keys::run(cmd)
+        }
+        Command::Spec(cmd) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            spec::run(cmd)
+        }
+        Command::Offer(cmd) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            offer::run(cmd)
+        }
+        Command::Config(ConfigCommand::Default) => {
+            print!("{}", crate::config::DEFAULT_CONFIG_TOML);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Check { config }) => {
+            let (cfg, used) = crate::config::NodeConfig::load(config.as_deref())?;
+            match used {
+                Some(p) => eprintln!("config {} is valid", p.display()),
+                None => eprintln!("no config file; using the built-in defaults"),
+            }
+            print!("{}", toml::to_string(&cfg)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,57 @@
+//! `sparebox node`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::config::{LogFormat, NodeConfig};
+use crate::daemon::{Node, shutdown_signal};
+
+#[derive(Debug, clap::Args)]
+pub struct NodeArgs {
+    /// Config file [default: $XDG_CONFIG_HOME/sparebox/node.toml if it exists,
+    /// else built-in defaults; see `sparebox config default`].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory [default: $XDG_DATA_HOME/sparebox/node].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// API and dashboard address [default: 127.0.0.1:7878]. Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    api_addr: Option<SocketAddr>,
+}
+
+pub fn run(args: NodeArgs, log_format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
+    let (mut config, used) = NodeConfig::load(args.config.as_deref())?;
+    if let Some(dir) = args.data_dir {
+        config.data_dir = Some(dir);
+    }
+    if let Some(addr) = args.api_addr {
+        config.api.addr = addr;
+    }
+    if let Some(f) = log_format {
+        config.log.format = f;
+    }
+    super::logging::init(config.log.format, &config.log.filter);
+    if let Some(p) = &used {
+        tracing::info!(config = %p.display(), "loaded config");
+    }
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let node = Node::start(&config).await?;
+        // The banner goes to stdout (logs go to stderr); tests and scripts read it.
+        println!("sparebox node {}", env!("CARGO_PKG_VERSION"));
+        println!("  peer id:  {}", node.public_key());
+        println!("  data dir: {}", node.data_dir().display());
+        println!("  api:      http://{}", node.api_addr());
+        if node.key_created() {
+            println!("  (created a new node key in the data dir)");
+        }
+        shutdown_signal().await;
+        node.shutdown().await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

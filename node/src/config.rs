@@ -1,0 +1,279 @@
+//! Node configuration (TOML).
+//!
+//! Every section has its own `XxxConfig` with `Default`; every field has a
+//! documented default, and an unknown key is an error. `sparebox config
+//! default` prints [`DEFAULT_CONFIG_TOML`], the commented default file; a test
+//! keeps it equal to `NodeConfig::default()`. Command-line flags override the
+//! file. Secrets never live here: they come from environment variables or
+//! key files.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{PublicKey, paths};
+
+/// The commented default configuration, as printed by `sparebox config default`.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("default.toml");
+
+/// The whole node configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Directory for the node key, database and agent files.
+    /// Default: `$XDG_DATA_HOME/sparebox/node` (`~/.local/share/sparebox/node`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// The node's HTTP API and dashboard.
+    pub api: ApiConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Checks applied to incoming offers and commands.
+    pub admission: AdmissionConfig,
+    /// Free/direct mode: price-0 offers from allow-listed deployer keys.
+    pub direct: DirectConfig,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            data_dir: None,
+            api: ApiConfig::default(),
+            log: LogConfig::default(),
+            admission: AdmissionConfig::default(),
+            direct: DirectConfig::default(),
+        }
+    }
+}
+
+/// HTTP API settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address the agent API and dashboard listen on. Default `127.0.0.1:7878`.
+    /// Port 0 picks a free port (printed at startup).
+    pub addr: SocketAddr,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `human` or `json`. Default `human`.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `sparebox_node=debug,info`.
+    /// `RUST_LOG`, when set, wins. Default `info`.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// Admission settings for signed messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdmissionConfig {
+    /// Clock skew tolerated on `issued_at`, in seconds. Default 60.
+    pub max_clock_skew_secs: u64,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            max_clock_skew_secs: crate::protocol::DEFAULT_MAX_SKEW_SECS,
+        }
+    }
+}
+
+/// Free/direct mode settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DirectConfig {
+    /// Accept price-0 offers paid `direct`. Default true.
+    pub enabled: bool,
+    /// Deployer keys (PeerId or 64 hex digits) whose direct offers are
+    /// accepted. Default empty: nobody until you add a key.
+    pub allowed_deployers: Vec<String>,
+}
+
+impl Default for DirectConfig {
+    fn default() -> Self {
+        DirectConfig {
+            enabled: true,
+            allowed_deployers: Vec::new(),
+        }
+    }
+}
+
+/// Why a config file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {path}: {field}: {problem}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        problem: String,
+    },
+}
+
+impl NodeConfig {
+    /// Parses and validates config text; `path` is used in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
+        let config: NodeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Loads `path` if given (it must exist); otherwise the XDG default file
+    /// if it exists; otherwise the defaults. Returns the file used, if any.
+    pub fn load(path: Option<&Path>) -> Result<(NodeConfig, Option<PathBuf>), ConfigError> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (paths::node_config(), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok((Self::parse(&text, &path)?, Some(path))),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok((NodeConfig::default(), None))
+            }
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        self.allowed_deployer_keys()
+            .map_err(|(i, problem)| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field: format!("direct.allowed_deployers[{i}]"),
+                problem,
+            })?;
+        Ok(())
+    }
+
+    /// The allow-listed deployer keys, parsed.
+    pub fn allowed_deployer_keys(&self) -> Result<Vec<PublicKey>, (usize, String)> {
+        self.direct
+            .allowed_deployers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.parse::<PublicKey>().map_err(|e| (i, e.to_string())))
+            .collect()
+    }
+
+    /// The data directory in effect.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(paths::node_data_dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn keys(prefix: &str, v: &toml::Value, out: &mut BTreeSet<String>) {
+        if let toml::Value::Table(t) = v {
+            for (k, v) in t {
+                let key = format!("{prefix}{k}");
+                keys(&format!("{key}."), v, out);
+                out.insert(key);
+            }
+        }
+    }
+
+    #[test]
+    fn default_file_equals_default_struct() {
+        let parsed = NodeConfig::parse(DEFAULT_CONFIG_TOML, Path::new("default.toml")).unwrap();
+        assert_eq!(parsed, NodeConfig::default());
+    }
+
+    #[test]
+    fn default_file_lists_every_field() {
+        let mut from_struct = BTreeSet::new();
+        keys(
+            "",
+            &toml::Value::try_from(NodeConfig::default()).unwrap(),
+            &mut from_struct,
+        );
+        let mut from_file = BTreeSet::new();
+        keys(
+            "",
+            &toml::from_str::<toml::Value>(DEFAULT_CONFIG_TOML).unwrap(),
+            &mut from_file,
+        );
+        assert_eq!(from_struct, from_file);
+        // Optional fields appear commented out.
+        assert!(DEFAULT_CONFIG_TOML.contains("# data_dir = "));
+    }
+
+    #[test]
+    fn every_field_in_default_file_has_a_comment() {
+        let lines: Vec<&str> = DEFAULT_CONFIG_TOML.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let l = line.trim();
+            if l.is_empty() || l.starts_with('#') || l.starts_with('[') {
+                continue;
+            }
+            assert!(
+                i > 0 && lines[i - 1].trim_start().starts_with('#'),
+                "no comment above `{l}`"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_key_naming_it() {
+        let err = NodeConfig::parse("[api]\nadress = \"127.0.0.1:1\"\n", Path::new("x.toml"))
+            .unwrap_err();
+        assert!(err.to_string().contains("adress"), "{err}");
+    }
+
+    #[test]
+    fn rejects_bad_deployer_key_naming_the_entry() {
+        let err = NodeConfig::parse(
+            "[direct]\nallowed_deployers = [\"nope\"]\n",
+            Path::new("x.toml"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("direct.allowed_deployers[0]"),
+            "{err}"
+        );
+    }
+}
