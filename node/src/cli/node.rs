@@ -40,6 +40,7 @@ pub fn run(args: NodeArgs, log_format: Option<LogFormat>) -> anyhow::Result<Exit
     }
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async {
+        let stop = shutdown_signal().context("cannot install signal handlers")?;
         let node = Node::start(&config).await?;
         // The banner goes to stdout (logs go to stderr); tests and scripts read it.
         println!("sparebox node {}", env!("CARGO_PKG_VERSION"));
@@ -49,7 +50,7 @@ pub fn run(args: NodeArgs, log_format: Option<LogFormat>) -> anyhow::Result<Exit
         if node.key_created() {
             println!("  (created a new node key in the data dir)");
         }
-        shutdown_signal().await;
+        stop.await;
         node.shutdown().await?;
         anyhow::Ok(())
     })?;
