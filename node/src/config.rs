@@ -20,6 +20,7 @@ pub const DEFAULT_CONFIG_TOML: &str = include_str!("default.toml");
 /// The whole node configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[derive(Default)]
 pub struct NodeConfig {
     /// Directory for the node key, database and agent files.
     /// Default: `$XDG_DATA_HOME/sparebox/node` (`~/.local/share/sparebox/node`).
@@ -33,18 +34,6 @@ pub struct NodeConfig {
     pub admission: AdmissionConfig,
     /// Free/direct mode: price-0 offers from allow-listed deployer keys.
     pub direct: DirectConfig,
-}
-
-impl Default for NodeConfig {
-    fn default() -> Self {
-        NodeConfig {
-            data_dir: None,
-            api: ApiConfig::default(),
-            log: LogConfig::default(),
-            admission: AdmissionConfig::default(),
-            direct: DirectConfig::default(),
-        }
-    }
 }
 
 /// HTTP API settings.

@@ -93,12 +93,12 @@ impl FromStr for PublicKey {
     /// Accepts a PeerId (`12D3KooW...`) or 64 hex digits.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        if s.len() == 64 {
-            if let Ok(bytes) = hex::decode(s) {
-                let mut out = [0u8; 32];
-                out.copy_from_slice(&bytes);
-                return Ok(PublicKey(out));
-            }
+        if s.len() == 64
+            && let Ok(bytes) = hex::decode(s)
+        {
+            let mut out = [0u8; 32];
+            out.copy_from_slice(&bytes);
+            return Ok(PublicKey(out));
         }
         let peer = libp2p::PeerId::from_str(s)
             .map_err(|_| PublicKeyParseError::Unrecognised(s.to_string()))?;

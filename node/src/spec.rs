@@ -337,18 +337,18 @@ impl AgentSpec {
                                 "sha256 and size go together (or give path)".into(),
                             );
                         }
-                        if let Some(h) = &a.sha256 {
-                            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                                bad("artifact.sha256", format!("`{h}` is not 64 hex digits"));
-                            }
+                        if let Some(h) = &a.sha256
+                            && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+                        {
+                            bad("artifact.sha256", format!("`{h}` is not 64 hex digits"));
                         }
-                        if let Some(size) = a.size {
-                            if size == 0 || size > MAX_ARTIFACT_BYTES {
-                                bad(
-                                    "artifact.size",
-                                    format!("{size} is outside 1..={MAX_ARTIFACT_BYTES} bytes"),
-                                );
-                            }
+                        if let Some(size) = a.size
+                            && (size == 0 || size > MAX_ARTIFACT_BYTES)
+                        {
+                            bad(
+                                "artifact.size",
+                                format!("{size} is outside 1..={MAX_ARTIFACT_BYTES} bytes"),
+                            );
                         }
                     }
                 }
@@ -461,13 +461,13 @@ impl AgentSpec {
                 );
             }
         }
-        if let Some(s) = &self.schedule {
-            if s.every < Duration::from_secs(60) {
-                bad(
-                    "schedule.every",
-                    format!("{} is shorter than 1m", humantime::format_duration(s.every)),
-                );
-            }
+        if let Some(s) = &self.schedule
+            && s.every < Duration::from_secs(60)
+        {
+            bad(
+                "schedule.every",
+                format!("{} is shorter than 1m", humantime::format_duration(s.every)),
+            );
         }
         for (var, secret) in &self.secrets {
             let ok = var
@@ -523,27 +523,27 @@ impl AgentSpec {
                 })?;
                 let digest = sha256(&bytes).to_hex();
                 let size = bytes.len() as u64;
-                if let Some(given) = &a.sha256 {
-                    if !given.eq_ignore_ascii_case(&digest) {
-                        return Err(SpecError::Resolve {
-                            field: "artifact.sha256".into(),
-                            problem: format!(
-                                "{given} does not match {} (sha256 {digest})",
-                                path.display()
-                            ),
-                        });
-                    }
+                if let Some(given) = &a.sha256
+                    && !given.eq_ignore_ascii_case(&digest)
+                {
+                    return Err(SpecError::Resolve {
+                        field: "artifact.sha256".into(),
+                        problem: format!(
+                            "{given} does not match {} (sha256 {digest})",
+                            path.display()
+                        ),
+                    });
                 }
-                if let Some(given) = a.size {
-                    if given != size {
-                        return Err(SpecError::Resolve {
-                            field: "artifact.size".into(),
-                            problem: format!(
-                                "{given} does not match {} ({size} bytes)",
-                                path.display()
-                            ),
-                        });
-                    }
+                if let Some(given) = a.size
+                    && given != size
+                {
+                    return Err(SpecError::Resolve {
+                        field: "artifact.size".into(),
+                        problem: format!(
+                            "{given} does not match {} ({size} bytes)",
+                            path.display()
+                        ),
+                    });
                 }
                 if size == 0 || size > MAX_ARTIFACT_BYTES {
                     return Err(SpecError::Resolve {
@@ -673,10 +673,10 @@ fn check_host_pattern(h: &str) -> Result<(), String> {
         Some((host, port)) => (host, Some(port)),
         None => (h, None),
     };
-    if let Some(p) = port {
-        if p.parse::<u16>().map_or(true, |p| p == 0) {
-            return Err(format!("`{h}` has an invalid port"));
-        }
+    if let Some(p) = port
+        && p.parse::<u16>().map_or(true, |p| p == 0)
+    {
+        return Err(format!("`{h}` has an invalid port"));
     }
     let host = host.strip_prefix("*.").unwrap_or(host);
     let label_ok = |l: &str| {

@@ -1,4 +1,5 @@
 //! The `sparebox` CLI, run as a user would: keys, specs, offers, config.
+#![allow(clippy::unwrap_used)] // test files: a failed unwrap is a failed test
 
 mod common;
 

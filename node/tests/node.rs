@@ -1,4 +1,5 @@
 //! `sparebox node` as a process: start, health, dashboard, clean stop.
+#![allow(clippy::unwrap_used)] // test files: a failed unwrap is a failed test
 
 mod common;
 

@@ -22,8 +22,10 @@ impl TestNode {
 /// Starts a node on 127.0.0.1:0 in a fresh temp dir.
 pub async fn spawn_node() -> anyhow::Result<TestNode> {
     let dir = tempfile::tempdir()?;
-    let mut config = NodeConfig::default();
-    config.data_dir = Some(dir.path().join("node"));
+    let mut config = NodeConfig {
+        data_dir: Some(dir.path().join("node")),
+        ..NodeConfig::default()
+    };
     config.api.addr = "127.0.0.1:0".parse()?;
     let node = Node::start(&config).await?;
     Ok(TestNode { node, dir })

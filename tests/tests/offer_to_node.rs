@@ -1,6 +1,7 @@
 //! A deployer's offer, signed with the node crate's protocol, is verified by
 //! the marketplace crate's view of the same protocol against a live node's
 //! identity: one set of wire types for every party.
+#![allow(clippy::unwrap_used)] // test files: a failed unwrap is a failed test
 
 use std::time::Duration;
 

@@ -55,8 +55,8 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, what: &str) -> anyho
 pub fn envelope_from_hex<M: Message>(hex_text: &str, path: &Path) -> anyhow::Result<Envelope> {
     let bytes = hex::decode(hex_text.trim())
         .with_context(|| format!("{}: the {} field is not hex", path.display(), M::NAME))?;
-    Ok(Envelope::from_bytes(&bytes, M::max_envelope())
-        .with_context(|| format!("{}: cannot read the {}", path.display(), M::NAME))?)
+    Envelope::from_bytes(&bytes, M::max_envelope())
+        .with_context(|| format!("{}: cannot read the {}", path.display(), M::NAME))
 }
 
 /// Writes `value` as pretty JSON to `path`, refusing to overwrite unless `force`.

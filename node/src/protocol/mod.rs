@@ -396,14 +396,14 @@ impl Envelope {
         if let Some(v) = message.validity() {
             check_validity::<M>(v, checks)?;
         }
-        if let (Some(expected), Some(found)) = (checks.audience, message.audience()) {
-            if *found != expected {
-                return Err(VerifyError::WrongAudience {
-                    what,
-                    expected,
-                    found: *found,
-                });
-            }
+        if let (Some(expected), Some(found)) = (checks.audience, message.audience())
+            && *found != expected
+        {
+            return Err(VerifyError::WrongAudience {
+                what,
+                expected,
+                found: *found,
+            });
         }
         Ok(Verified {
             message,
@@ -423,16 +423,16 @@ fn check_validity<M: Message>(v: Validity, checks: &Checks) -> Result<(), Verify
             ),
         });
     }
-    if let Some(max) = M::MAX_LIFETIME_SECS {
-        if v.not_after - v.not_before > max {
-            return Err(VerifyError::InvalidValidity {
-                what,
-                reason: format!(
-                    "lifetime {}s exceeds the maximum {max}s",
-                    v.not_after - v.not_before
-                ),
-            });
-        }
+    if let Some(max) = M::MAX_LIFETIME_SECS
+        && v.not_after - v.not_before > max
+    {
+        return Err(VerifyError::InvalidValidity {
+            what,
+            reason: format!(
+                "lifetime {}s exceeds the maximum {max}s",
+                v.not_after - v.not_before
+            ),
+        });
     }
     if v.not_before > checks.now.saturating_add(checks.max_skew_secs) {
         return Err(VerifyError::NotYetValid {

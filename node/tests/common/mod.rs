@@ -31,8 +31,7 @@ impl Sandbox {
         c
     }
     pub fn run(&self, args: &[&str]) -> Output {
-        let out = self.cmd().args(args).output().expect("run sparebox");
-        out
+        self.cmd().args(args).output().expect("run sparebox")
     }
     /// Runs and asserts success, returning stdout.
     pub fn ok(&self, args: &[&str]) -> String {
