@@ -1,11 +1,20 @@
 //! `sparebox-sandbox`: the runtimes that run agents.
 //!
-//! One `Runtime` trait (deploy, start, stop, status, execute, undeploy,
-//! capabilities) with two implementations:
-//! - `wasm`: WASI 0.2 components in wasmtime, with one `bindgen!` against
-//!   `../wit` (the package `sparebox:agent@0.1.0`);
-//! - `process`: OpenClaw gateway processes in cgroups (cgroups-rs, sysinfo).
+//! - [`runtime`]: the one [`Runtime`] trait (deploy, start, stop, status,
+//!   execute, undeploy, capabilities) and its types and typed errors.
+//! - [`wasm`]: WASI 0.2 components in wasmtime with hard per-task limits,
+//!   bound once with `bindgen!` against `../wit` (`sparebox:agent@0.1.0`).
+//! - [`llm`]: the `LlmProvider` trait and an OpenAI-compatible provider.
 //!
-//! This crate does no networking and no billing. The trait and the WASI
-//! runtime arrive with the "WASI agent runtime" issue; until then the crate
-//! only fixes its place in the workspace.
+//! The OpenClaw process runtime (cgroups-rs, sysinfo) arrives with its own
+//! issue. This crate does no networking (beyond the LLM provider's and the
+//! guest's granted HTTP) and no billing. See `sandbox/README.md`.
+
+pub mod llm;
+pub mod runtime;
+pub mod wasm;
+
+pub use runtime::{
+    AgentGrants, AgentId, AgentLimits, AgentState, AgentStatus, Artifact, Capabilities,
+    DeployRequest, Runtime, RuntimeError, Task, TaskOutcome,
+};

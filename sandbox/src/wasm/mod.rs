@@ -1,0 +1,497 @@
+//! The WASI runtime: untrusted agent components in wasmtime, with hard limits.
+//!
+//! Per agent: a compiled `Component` (shared through the compile cache by
+//! every agent with the same artifact) and an `AgentPre` (pre-linked
+//! `InstancePre`). Per task: a fresh `Store` with
+//! - a memory cap summed over all of the store's memories ([`host::MemoryCap`]),
+//! - a host-call budget and a resource-table cap,
+//! - an epoch deadline that yields every 10 ms tick, inside an outer
+//!   wall-clock timeout that drops (cancels) the task,
+//! - a WASI context with no environment, no args, no network, stdout and
+//!   stderr captured into the agent's bounded log, and three preopens:
+//!   `/workspace` (read-write), `/team` (read-only), `/memory` (read-write).
+//!
+//! In front of the engine sits admission control: at most `max_concurrent`
+//! tasks run; up to `queue_capacity` more wait; past that, `QueueFull`.
+
+mod engine;
+pub mod host;
+pub mod kv;
+pub mod log;
+
+pub use engine::{AllocatorKind, CacheSource, EPOCH_TICK};
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Linker, ResourceTable, ResourceTableError};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use crate::llm::LlmProvider;
+use crate::runtime::{
+    AgentGrants, AgentId, AgentLimits, AgentState, AgentStatus, Artifact, Capabilities,
+    DeployRequest, Runtime, RuntimeError, Task, TaskOutcome,
+};
+use engine::ComponentCache;
+use host::{AgentPre, MemoryCap, TaskState};
+use kv::KvStore;
+use log::LogBuffer;
+
+/// Runtime settings (the node maps its config onto these).
+#[derive(Debug, Clone)]
+pub struct WasmConfig {
+    /// Root for agent directories (`agents/<id>/{workspace,team,memory}`) and
+    /// the compile cache (`cache/`).
+    pub root: PathBuf,
+    /// Tasks executing at once. Default: 2 × CPUs.
+    pub max_concurrent: usize,
+    /// Tasks waiting beyond those. Default 256.
+    pub queue_capacity: usize,
+    /// Largest memory cap any agent may have, in bytes. Default 256 MiB.
+    pub max_memory_per_agent: usize,
+    /// wasm stack limit, in bytes. Default 512 KiB.
+    pub max_wasm_stack: usize,
+    /// Use the pooling allocator (falls back to on-demand if it cannot reserve). Default true.
+    pub pooling: bool,
+    /// Pool slots (concurrent instances). Default: `max_concurrent` + 16.
+    pub pool_instances: u32,
+}
+
+impl WasmConfig {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        WasmConfig {
+            root: root.into(),
+            max_concurrent: cpus * 2,
+            queue_capacity: 256,
+            max_memory_per_agent: 256 << 20,
+            max_wasm_stack: 512 << 10,
+            pooling: true,
+            pool_instances: u32::try_from(cpus * 2 + 16).unwrap_or(64),
+        }
+    }
+}
+
+/// What every task of one agent shares.
+#[derive(Debug)]
+pub struct AgentShared {
+    pub id: AgentId,
+    pub limits: AgentLimits,
+    pub grants: AgentGrants,
+    pub kv: KvStore,
+    pub log: LogBuffer,
+    pub dir: PathBuf,
+}
+
+struct Deployed {
+    pre: AgentPre<TaskState>,
+    shared: Arc<AgentShared>,
+    running: AtomicBool,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+/// The WASI component runtime.
+pub struct WasmRuntime {
+    engine: Engine,
+    allocator: AllocatorKind,
+    linker: Linker<TaskState>,
+    cache: ComponentCache,
+    agents: RwLock<HashMap<AgentId, Arc<Deployed>>>,
+    db: sled::Db,
+    llm: Option<Arc<dyn LlmProvider>>,
+    cfg: WasmConfig,
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+}
+
+impl std::fmt::Debug for WasmRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmRuntime")
+            .field("allocator", &self.allocator)
+            .field("root", &self.cfg.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasmRuntime {
+    /// Builds the engine (pooling, with fallback), starts the epoch ticker and
+    /// links the host capabilities once. KV lives in `db`.
+    pub fn new(
+        cfg: WasmConfig,
+        db: sled::Db,
+        llm: Option<Arc<dyn LlmProvider>>,
+    ) -> Result<Self, RuntimeError> {
+        let (engine, allocator) = engine::build_engine(&cfg)?;
+        engine::spawn_epoch_ticker(&engine)?;
+        let mut linker = Linker::new(&engine);
+        host::link(&mut linker)?;
+        let cache = ComponentCache::new(&cfg.root.join("cache"), &engine)?;
+        Ok(WasmRuntime {
+            permits: Arc::new(Semaphore::new(cfg.max_concurrent.max(1))),
+            engine,
+            allocator,
+            linker,
+            cache,
+            agents: RwLock::new(HashMap::new()),
+            db,
+            llm,
+            cfg,
+            waiting: AtomicUsize::new(0),
+        })
+    }
+
+    /// Which allocator the engine ended up with.
+    pub fn allocator(&self) -> AllocatorKind {
+        self.allocator
+    }
+
+    /// Compiles (or loads from the cache) a component without deploying it.
+    pub fn compile(
+        &self,
+        agent: &str,
+        sha256: &str,
+        bytes: &[u8],
+    ) -> Result<CacheSource, RuntimeError> {
+        self.cache
+            .get_or_compile(&self.engine, agent, sha256, bytes)
+            .map(|(_, s)| s)
+    }
+
+    /// The agent's last `n` log lines (its `log` calls and its stdout/stderr).
+    pub fn logs(&self, agent: &str, n: usize) -> Result<Vec<String>, RuntimeError> {
+        Ok(self.get(agent)?.shared.log.tail(n))
+    }
+
+    /// The agent's host directory (holding `workspace`, `team`, `memory`).
+    pub fn agent_dir(&self, agent: &str) -> Result<PathBuf, RuntimeError> {
+        Ok(self.get(agent)?.shared.dir.clone())
+    }
+
+    fn get(&self, agent: &str) -> Result<Arc<Deployed>, RuntimeError> {
+        self.agents
+            .read()
+            .map_err(|_| RuntimeError::Setup("agent table lock poisoned".into()))?
+            .get(agent)
+            .cloned()
+            .ok_or_else(|| RuntimeError::UnknownAgent(agent.to_string()))
+    }
+
+    fn build_store(
+        &self,
+        shared: &Arc<AgentShared>,
+    ) -> Result<(Store<TaskState>, MemoryOutputPipe, MemoryOutputPipe), RuntimeError> {
+        let stdout = MemoryOutputPipe::new(shared.limits.stdio_bytes_per_task);
+        let stderr = MemoryOutputPipe::new(shared.limits.stdio_bytes_per_task);
+        let mut b = WasiCtxBuilder::new();
+        // No env, no args, no inherited stdio: a fresh builder has none.
+        b.stdout(stdout.clone()).stderr(stderr.clone());
+        // wasi:sockets is linked (wasmtime-wasi links it with the rest of
+        // WASI) but every use is refused: no TCP, no UDP, no name lookups,
+        // and the address check denies everything.
+        b.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        b.socket_addr_check(|_, _| Box::pin(async { false }));
+        let setup = |e: wasmtime::Error| RuntimeError::Setup(format!("preopen: {e:#}"));
+        b.preopened_dir(
+            shared.dir.join("workspace"),
+            "/workspace",
+            FsPerms::ReadWrite,
+        )
+        .map_err(setup)?;
+        b.preopened_dir(shared.dir.join("team"), "/team", FsPerms::ReadOnly)
+            .map_err(setup)?;
+        b.preopened_dir(shared.dir.join("memory"), "/memory", FsPerms::ReadWrite)
+            .map_err(setup)?;
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(shared.limits.table_entries);
+        let state = TaskState {
+            wasi: b.build(),
+            table,
+            memory: MemoryCap {
+                limit: shared.limits.memory_bytes,
+                used: 0,
+                hit: false,
+            },
+            agent: shared.clone(),
+            llm: self.llm.clone(),
+            hostcalls: 0,
+            tokens: 0,
+            violation: None,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        Ok((store, stdout, stderr))
+    }
+
+    async fn run_task(&self, d: &Deployed, task: Task) -> Result<TaskOutcome, RuntimeError> {
+        let shared = &d.shared;
+        let (mut store, stdout, stderr) = self.build_store(shared)?;
+        let started = Instant::now();
+        let wit_task = host::sparebox::agent::types::Task {
+            id: task.id,
+            thread_id: task.thread_id,
+            content: task.content,
+            author: task.author,
+            context: task
+                .context
+                .into_iter()
+                .map(
+                    |(author, content)| host::sparebox::agent::types::ContextMessage {
+                        author,
+                        content,
+                    },
+                )
+                .collect(),
+            mentions: task.mentions,
+        };
+        let limit = shared.limits.task_timeout;
+        let run = async {
+            let agent = d.pre.instantiate_async(&mut store).await?;
+            agent.call_handle(&mut store, &wit_task).await
+        };
+        let result = tokio::time::timeout(limit, run).await;
+        shared
+            .log
+            .push_stdio(&shared.id, "stdout", &stdout.contents());
+        shared
+            .log
+            .push_stdio(&shared.id, "stderr", &stderr.contents());
+        let state = store.data_mut();
+        match result {
+            Err(_) => Err(RuntimeError::Timeout {
+                limit_ms: limit.as_millis() as u64,
+            }),
+            Ok(Ok(Ok(reply))) => Ok(TaskOutcome {
+                reply: reply.content,
+                duration_ms: started.elapsed().as_millis() as u64,
+                tokens_used: state.tokens,
+                hostcalls: state.hostcalls,
+            }),
+            Ok(Ok(Err(e))) => Err(RuntimeError::Agent(match e {
+                host::sparebox::agent::types::AgentError::InvalidInput(m) => {
+                    format!("invalid input: {m}")
+                }
+                host::sparebox::agent::types::AgentError::Failed(m) => m,
+            })),
+            Ok(Err(trap)) => Err(classify_trap(state, trap)),
+        }
+    }
+}
+
+/// Turns a trap into the typed error for the limit that caused it.
+fn classify_trap(state: &mut TaskState, err: wasmtime::Error) -> RuntimeError {
+    if let Some(v) = state.violation.take() {
+        return v;
+    }
+    if state.memory.hit {
+        return RuntimeError::MemoryLimit {
+            limit_bytes: state.memory.limit,
+        };
+    }
+    if let Some(Trap::StackOverflow) = err.downcast_ref::<Trap>() {
+        return RuntimeError::StackOverflow;
+    }
+    if err.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<ResourceTableError>(),
+            Some(ResourceTableError::Full)
+        )
+    }) {
+        return RuntimeError::ResourceLimit {
+            limit: state.agent.limits.table_entries,
+        };
+    }
+    RuntimeError::Trap(format!("{err:#}"))
+}
+
+fn create_dir(path: &Path) -> Result<(), RuntimeError> {
+    std::fs::create_dir_all(path).map_err(|source| RuntimeError::Io {
+        op: "create",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[async_trait::async_trait]
+impl Runtime for WasmRuntime {
+    fn kind(&self) -> &'static str {
+        "wasi"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            files: true,
+            logs: true,
+            chat: true,
+            shell: false,
+            metrics: true,
+        }
+    }
+
+    async fn deploy(&self, req: DeployRequest) -> Result<(), RuntimeError> {
+        let id = req.agent_id.clone();
+        if self.get(&id).is_ok() {
+            return Err(RuntimeError::AlreadyDeployed(id));
+        }
+        if id.is_empty()
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(RuntimeError::Setup(format!(
+                "agent id `{id}` must be letters, digits, `-` and `_`"
+            )));
+        }
+        if req.limits.memory_bytes > self.cfg.max_memory_per_agent {
+            return Err(RuntimeError::Setup(format!(
+                "memory limit {} bytes is over this host's per-agent maximum {}",
+                req.limits.memory_bytes, self.cfg.max_memory_per_agent
+            )));
+        }
+        let Artifact::Component { sha256, bytes } = &req.artifact;
+        let actual = hex::encode(Sha256::digest(bytes));
+        if !actual.eq_ignore_ascii_case(sha256) {
+            return Err(RuntimeError::ArtifactMismatch {
+                agent: id,
+                expected: sha256.clone(),
+                actual,
+            });
+        }
+        let (component, source) = self
+            .cache
+            .get_or_compile(&self.engine, &id, &actual, bytes)?;
+        tracing::debug!(agent = %id, ?source, "component ready");
+        let instance_pre =
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(|e| RuntimeError::Link {
+                    agent: id.clone(),
+                    reason: format!("{e:#}"),
+                })?;
+        let pre = AgentPre::new(instance_pre).map_err(|e| RuntimeError::Link {
+            agent: id.clone(),
+            reason: format!("{e:#}"),
+        })?;
+        let dir = self.cfg.root.join("agents").join(&id);
+        for sub in ["workspace", "team", "memory"] {
+            create_dir(&dir.join(sub))?;
+        }
+        let kv = KvStore::open(
+            &self.db,
+            &id,
+            req.grants.kv_max_bytes,
+            req.grants.kv_max_keys,
+        )?;
+        let shared = Arc::new(AgentShared {
+            id: id.clone(),
+            limits: req.limits,
+            grants: req.grants,
+            kv,
+            log: LogBuffer::default(),
+            dir,
+        });
+        let deployed = Arc::new(Deployed {
+            pre,
+            shared,
+            running: AtomicBool::new(true),
+            completed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+        });
+        let mut agents = self
+            .agents
+            .write()
+            .map_err(|_| RuntimeError::Setup("agent table lock poisoned".into()))?;
+        if agents.contains_key(&id) {
+            return Err(RuntimeError::AlreadyDeployed(id));
+        }
+        agents.insert(id, deployed);
+        Ok(())
+    }
+
+    async fn start(&self, agent: &str) -> Result<(), RuntimeError> {
+        self.get(agent)?.running.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn stop(&self, agent: &str) -> Result<(), RuntimeError> {
+        self.get(agent)?.running.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn status(&self, agent: &str) -> Result<AgentStatus, RuntimeError> {
+        let d = self.get(agent)?;
+        Ok(AgentStatus {
+            state: if d.running.load(Ordering::SeqCst) {
+                AgentState::Running
+            } else {
+                AgentState::Stopped
+            },
+            tasks_completed: d.completed.load(Ordering::SeqCst),
+            tasks_failed: d.failed.load(Ordering::SeqCst),
+            in_flight: d.in_flight.load(Ordering::SeqCst),
+        })
+    }
+
+    async fn execute(&self, agent: &str, task: Task) -> Result<TaskOutcome, RuntimeError> {
+        let d = self.get(agent)?;
+        if !d.running.load(Ordering::SeqCst) {
+            return Err(RuntimeError::NotRunning(agent.to_string()));
+        }
+        // Admission: wait for a slot if the queue has room; refuse otherwise.
+        if self.waiting.fetch_add(1, Ordering::SeqCst)
+            >= self.cfg.queue_capacity + self.cfg.max_concurrent
+        {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(RuntimeError::QueueFull {
+                capacity: self.cfg.queue_capacity,
+            });
+        }
+        d.in_flight.fetch_add(1, Ordering::SeqCst);
+        let permit = self.permits.clone().acquire_owned().await;
+        let result = match permit {
+            Ok(_permit) if d.running.load(Ordering::SeqCst) => self.run_task(&d, task).await,
+            Ok(_) => Err(RuntimeError::NotRunning(agent.to_string())),
+            Err(_) => Err(RuntimeError::Setup("task semaphore closed".into())),
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        d.in_flight.fetch_sub(1, Ordering::SeqCst);
+        match &result {
+            Ok(_) => d.completed.fetch_add(1, Ordering::SeqCst),
+            Err(_) => d.failed.fetch_add(1, Ordering::SeqCst),
+        };
+        result
+    }
+
+    async fn undeploy(&self, agent: &str) -> Result<(), RuntimeError> {
+        let d = self
+            .agents
+            .write()
+            .map_err(|_| RuntimeError::Setup("agent table lock poisoned".into()))?
+            .remove(agent)
+            .ok_or_else(|| RuntimeError::UnknownAgent(agent.to_string()))?;
+        d.running.store(false, Ordering::SeqCst);
+        d.shared.kv.clear()?;
+        let _ = self.db.drop_tree(format!("kv/{agent}"));
+        if d.shared.dir.exists() {
+            std::fs::remove_dir_all(&d.shared.dir).map_err(|source| RuntimeError::Io {
+                op: "remove",
+                path: d.shared.dir.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,487 @@
+//! The WASI runtime against real guest components (built by
+//! `scripts/build-guests` into `guests/dist`).
+#![allow(clippy::unwrap_used)] // test file: a failed unwrap is a failed test
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use sparebox_sandbox::llm::{LlmProvider, OpenAiProvider};
+use sparebox_sandbox::wasm::{CacheSource, WasmConfig, WasmRuntime};
+use sparebox_sandbox::{
+    AgentGrants, AgentLimits, Artifact, DeployRequest, Runtime, RuntimeError, Task,
+};
+
+fn guest(name: &str) -> Vec<u8> {
+    let path = format!("{}/../guests/dist/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}; run scripts/build-guests first"))
+}
+
+async fn within<T>(fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), fut)
+        .await
+        .expect("test timed out")
+}
+
+struct Harness {
+    rt: WasmRuntime,
+    _dir: tempfile::TempDir,
+}
+
+fn runtime_in(
+    dir: &std::path::Path,
+    cfg: impl FnOnce(&mut WasmConfig),
+    llm: Option<Arc<dyn LlmProvider>>,
+) -> WasmRuntime {
+    let mut c = WasmConfig::new(dir.join("rt"));
+    cfg(&mut c);
+    let db = sled::open(dir.join("db")).unwrap();
+    WasmRuntime::new(c, db, llm).unwrap()
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    Harness {
+        rt: runtime_in(dir.path(), |_| {}, None),
+        _dir: dir,
+    }
+}
+
+fn limits() -> AgentLimits {
+    AgentLimits {
+        memory_bytes: 32 << 20,
+        task_timeout: Duration::from_millis(500),
+        hostcalls_per_task: 1000,
+        table_entries: 200,
+        ..AgentLimits::default()
+    }
+}
+
+fn grants() -> AgentGrants {
+    AgentGrants {
+        llm_models: vec!["test-model".into()],
+        kv_max_bytes: 10_000,
+        kv_max_keys: 100,
+        outbound_hosts: vec![],
+    }
+}
+
+fn request(id: &str, name: &str, grants: AgentGrants) -> DeployRequest {
+    let bytes = guest(name);
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    DeployRequest {
+        agent_id: id.into(),
+        artifact: Artifact::Component { sha256, bytes },
+        limits: limits(),
+        grants,
+    }
+}
+
+async fn deploy(rt: &WasmRuntime, id: &str, name: &str) {
+    rt.deploy(request(id, name, grants())).await.unwrap();
+}
+
+fn task(content: &str) -> Task {
+    Task {
+        id: "t1".into(),
+        content: content.into(),
+        ..Task::default()
+    }
+}
+
+/// Runs `content` on the hostile agent, then checks the agent still works.
+async fn attempt(h: &Harness, content: &str) -> Result<String, RuntimeError> {
+    let r = h.rt.execute("bad", task(content)).await.map(|o| o.reply);
+    let next = h.rt.execute("bad", task("ping")).await.unwrap();
+    assert_eq!(next.reply, "pong", "agent broken after `{content}`");
+    r
+}
+
+async fn hostile() -> Harness {
+    let h = harness();
+    deploy(&h.rt, "bad", "hostile").await;
+    h
+}
+
+fn assert_denied(r: Result<String, RuntimeError>) {
+    match r {
+        Err(RuntimeError::Agent(m)) if m.starts_with("denied") => {}
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn echo_replies_counts_in_kv_and_logs() {
+    within(async {
+        let h = harness();
+        deploy(&h.rt, "echo", "echo").await;
+        let out = h.rt.execute("echo", task("hello")).await.unwrap();
+        assert_eq!(out.reply, "echo: hello");
+        assert_eq!(out.hostcalls, 3, "kv get + kv set + log");
+        h.rt.execute("echo", task("again")).await.unwrap();
+        let status = h.rt.status("echo").await.unwrap();
+        assert_eq!(status.tasks_completed, 2);
+        let logs = h.rt.logs("echo", 10).unwrap();
+        assert_eq!(logs.last().unwrap(), "[info] task t1 #2");
+        assert!(!h.rt.capabilities().shell);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn infinite_loop_is_stopped_by_the_timeout() {
+    within(async {
+        let h = hostile().await;
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            attempt(&h, "loop").await,
+            Err(RuntimeError::Timeout { limit_ms: 500 })
+        ));
+        assert!(started.elapsed() < Duration::from_secs(3));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn memory_is_capped_across_the_store_just_under_passes_just_over_fails() {
+    within(async {
+        let h = hostile().await;
+        // The cap is 32 MiB for all memories together; the guest's own data
+        // and allocator take a little, so 24 MiB fits and 33 MiB cannot.
+        assert_eq!(attempt(&h, "alloc:24").await.unwrap(), "allocated 24 MiB");
+        let r = attempt(&h, "alloc:33").await;
+        assert!(
+            matches!(r, Err(RuntimeError::MemoryLimit { limit_bytes }) if limit_bytes == 32 << 20),
+            "{r:?}"
+        );
+        assert!(matches!(
+            attempt(&h, "membomb").await,
+            Err(RuntimeError::MemoryLimit { .. })
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deep_recursion_overflows_the_bounded_stack() {
+    within(async {
+        let h = hostile().await;
+        assert_eq!(attempt(&h, "recurse:1000").await.unwrap(), "depth 1000");
+        let r = attempt(&h, "recurse").await;
+        assert!(matches!(r, Err(RuntimeError::StackOverflow)), "{r:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn filesystem_escapes_are_denied() {
+    within(async {
+        let h = hostile().await;
+        let dir = h.rt.agent_dir("bad").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("workspace/escape")).unwrap();
+        for path in [
+            "/workspace/../../etc/passwd",
+            "../../etc/passwd",
+            "/etc/passwd",
+            "/workspace/escape",
+        ] {
+            assert_denied(attempt(&h, &format!("read:{path}")).await);
+        }
+        assert_denied(attempt(&h, "write:/team/x").await);
+        assert_eq!(
+            attempt(&h, "write:/workspace/ok").await.unwrap(),
+            "wrote /workspace/ok"
+        );
+        assert_eq!(
+            attempt(&h, "write:/memory/ok").await.unwrap(),
+            "wrote /memory/ok"
+        );
+        assert!(dir.join("workspace/ok").exists() && dir.join("memory/ok").exists());
+        assert!(!dir.join("team/x").exists());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sockets_and_environment_are_not_available() {
+    within(async {
+        let h = hostile().await;
+        assert_denied(attempt(&h, "socket").await);
+        assert_denied(attempt(&h, "socket:169.254.169.254:80").await);
+        assert_eq!(attempt(&h, "env").await.unwrap(), "env: []");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn log_flood_exhausts_the_hostcall_budget() {
+    within(async {
+        let h = hostile().await;
+        assert!(matches!(
+            attempt(&h, "logflood").await,
+            Err(RuntimeError::HostcallLimit { limit: 1000 })
+        ));
+        assert!(
+            h.rt.logs("bad", 100_000).unwrap().len() <= 1000,
+            "the log ring stays bounded"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn kv_writes_stop_at_the_quota() {
+    within(async {
+        let h = hostile().await;
+        // 10_000 bytes; each entry is a 2-byte key plus 1024 bytes: 9 fit.
+        match attempt(&h, "kvflood").await {
+            Err(RuntimeError::Agent(m)) => {
+                assert_eq!(m, "kv refused after 9 writes: Error::QuotaExceeded")
+            }
+            other => panic!("{other:?}"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn huge_hostcall_argument_is_refused() {
+    within(async {
+        let h = hostile().await;
+        let r = attempt(&h, "hugearg:8").await;
+        assert!(matches!(r, Err(RuntimeError::ArgumentTooLarge { call: "log.log", size, .. }) if size == 8 << 20), "{r:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn resource_table_is_capped() {
+    within(async {
+        let h = hostile().await;
+        let r = attempt(&h, "files").await;
+        assert!(
+            matches!(r, Err(RuntimeError::ResourceLimit { limit: 200 })),
+            "{r:?}"
+        );
+    })
+    .await;
+}
+
+// Multi-thread, as in the node: on a current-thread runtime a guest that
+// yields every epoch tick keeps the scheduler busy and delays its timers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_queues_then_refuses_when_full() {
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = Arc::new(runtime_in(
+            dir.path(),
+            |c| {
+                c.max_concurrent = 1;
+                c.queue_capacity = 1;
+            },
+            None,
+        ));
+        deploy(&rt, "bad", "hostile").await;
+        let a = tokio::spawn({
+            let rt = rt.clone();
+            async move { rt.execute("bad", task("loop")).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let b = tokio::spawn({
+            let rt = rt.clone();
+            async move { rt.execute("bad", task("ping")).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let c = rt.execute("bad", task("ping")).await;
+        assert!(
+            matches!(c, Err(RuntimeError::QueueFull { capacity: 1 })),
+            "{c:?}"
+        );
+        assert!(matches!(
+            a.await.unwrap(),
+            Err(RuntimeError::Timeout { .. })
+        ));
+        assert_eq!(
+            b.await.unwrap().unwrap().reply,
+            "pong",
+            "the queued task waited and ran"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn lifecycle_stop_start_undeploy_and_bad_artifact() {
+    within(async {
+        let h = harness();
+        deploy(&h.rt, "echo", "echo").await;
+        h.rt.stop("echo").await.unwrap();
+        assert!(matches!(
+            h.rt.execute("echo", task("x")).await,
+            Err(RuntimeError::NotRunning(_))
+        ));
+        h.rt.start("echo").await.unwrap();
+        h.rt.execute("echo", task("x")).await.unwrap();
+        let dir = h.rt.agent_dir("echo").unwrap();
+        h.rt.undeploy("echo").await.unwrap();
+        assert!(!dir.exists());
+        assert!(matches!(
+            h.rt.execute("echo", task("x")).await,
+            Err(RuntimeError::UnknownAgent(_))
+        ));
+        let mut bad = request("x", "echo", grants());
+        bad.artifact = Artifact::Component {
+            sha256: "00".repeat(32),
+            bytes: guest("echo"),
+        };
+        assert_eq!(
+            h.rt.deploy(bad).await.unwrap_err().code(),
+            "artifact_mismatch"
+        );
+        let junk = b"not wasm".to_vec();
+        let mut bad = request("y", "echo", grants());
+        bad.artifact = Artifact::Component {
+            sha256: hex::encode(Sha256::digest(&junk)),
+            bytes: junk,
+        };
+        assert_eq!(h.rt.deploy(bad).await.unwrap_err().code(), "compile_failed");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn compile_cache_survives_restart_and_recompiles_corrupt_entries() {
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = guest("echo");
+        let sha = hex::encode(Sha256::digest(&bytes));
+        {
+            let rt = runtime_in(dir.path(), |_| {}, None);
+            assert_eq!(
+                rt.compile("a", &sha, &bytes).unwrap(),
+                CacheSource::Compiled
+            );
+            assert_eq!(rt.compile("a", &sha, &bytes).unwrap(), CacheSource::Memory);
+        }
+        {
+            let rt = runtime_in(dir.path(), |_| {}, None);
+            assert_eq!(rt.compile("a", &sha, &bytes).unwrap(), CacheSource::Disk);
+        }
+        let entry = std::fs::read_dir(dir.path().join("rt/cache"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+            .unwrap();
+        let mut data = std::fs::read(&entry).unwrap();
+        let mid = data.len() / 2;
+        data[mid] ^= 0xff;
+        std::fs::write(&entry, data).unwrap();
+        let rt = runtime_in(dir.path(), |_| {}, None);
+        assert_eq!(
+            rt.compile("a", &sha, &bytes).unwrap(),
+            CacheSource::Compiled
+        );
+        deploy(&rt, "echo", "echo").await;
+        assert_eq!(
+            rt.execute("echo", task("ok")).await.unwrap().reply,
+            "echo: ok"
+        );
+    })
+    .await;
+}
+
+type Seen = Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
+
+/// A fake OpenAI-compatible server on 127.0.0.1:0 answering from a script.
+async fn fake_llm(script: Vec<&'static str>) -> (String, Seen) {
+    use axum::{Json, Router, routing::post};
+    let seen: Seen = Arc::default();
+    let answers = Arc::new(std::sync::Mutex::new(script.into_iter()));
+    let s = seen.clone();
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(move |Json(body): Json<serde_json::Value>| {
+            let s = s.clone();
+            let answers = answers.clone();
+            async move {
+                s.lock().unwrap().push(body);
+                let content = answers.lock().unwrap().next().unwrap_or("out of script");
+                Json(serde_json::json!({
+                    "choices": [{"message": {"role": "assistant", "content": content}}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 5}
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/v1"), seen)
+}
+
+fn provider(url: &str) -> Arc<dyn LlmProvider> {
+    Arc::new(
+        OpenAiProvider::new(
+            url,
+            Some("test-key".into()),
+            vec!["test-model".into()],
+            Duration::from_secs(5),
+        )
+        .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn llm_agent_runs_its_loop_against_a_fake_provider_and_counts_tokens() {
+    within(async {
+        let (url, seen) =
+            fake_llm(vec!["TOOL remember blue", "Your favourite colour is blue."]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime_in(dir.path(), |_| {}, Some(provider(&url)));
+        deploy(&rt, "llm", "llm-agent").await;
+        let out = rt
+            .execute("llm", task("Remember that I like blue."))
+            .await
+            .unwrap();
+        assert_eq!(out.reply, "Your favourite colour is blue.");
+        assert_eq!(
+            out.tokens_used, 30,
+            "two calls of 10 prompt + 5 completion tokens"
+        );
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0]["model"], "test-model");
+        assert_eq!(seen[1]["messages"][3]["role"], "tool");
+        assert_eq!(seen[1]["messages"][3]["content"], "remembered");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn llm_call_for_a_model_not_granted_is_refused() {
+    within(async {
+        let (url, seen) = fake_llm(vec!["never"]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime_in(dir.path(), |_| {}, Some(provider(&url)));
+        rt.deploy(request(
+            "llm",
+            "llm-agent",
+            AgentGrants {
+                llm_models: vec![],
+                ..grants()
+            },
+        ))
+        .await
+        .unwrap();
+        match rt.execute("llm", task("hi")).await {
+            Err(RuntimeError::Agent(m)) => assert!(m.contains("ModelNotAllowed"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            seen.lock().unwrap().is_empty(),
+            "the provider was never called"
+        );
+    })
+    .await;
+}
