@@ -161,6 +161,8 @@ pub enum RuntimeError {
         size: usize,
         max: usize,
     },
+    #[error("agent `{0}` does not export `on-tick` (build it for the `scheduled-agent` world)")]
+    NoTick(AgentId),
     #[error("the agent reported an error: {0}")]
     Agent(String),
     #[error("the agent trapped: {0}")]
@@ -197,6 +199,7 @@ impl RuntimeError {
             RuntimeError::HostcallLimit { .. } => "hostcall_limit",
             RuntimeError::ResourceLimit { .. } => "resource_limit",
             RuntimeError::ArgumentTooLarge { .. } => "argument_too_large",
+            RuntimeError::NoTick(_) => "no_tick",
             RuntimeError::Agent(_) => "agent_error",
             RuntimeError::Trap(_) => "trap",
             RuntimeError::Io { .. } => "io",

@@ -485,3 +485,20 @@ async fn llm_call_for_a_model_not_granted_is_refused() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn on_tick_runs_for_scheduled_agents_and_is_refused_for_others() {
+    within(async {
+        let h = harness();
+        deploy(&h.rt, "echo", "echo").await;
+        deploy(&h.rt, "bad", "hostile").await;
+        h.rt.tick("echo").await.unwrap();
+        h.rt.tick("echo").await.unwrap();
+        assert_eq!(h.rt.logs("echo", 1).unwrap(), ["[info] tick #2"]);
+        assert!(matches!(
+            h.rt.tick("bad").await,
+            Err(RuntimeError::NoTick(_))
+        ));
+    })
+    .await;
+}

@@ -1,6 +1,7 @@
-//! Echo agent: replies with what it is sent, counts tasks in KV, logs each one.
+//! Echo agent: replies with what it is sent, counts tasks in KV, logs each
+//! one, and counts scheduled ticks.
 
-wit_bindgen::generate!({ path: "../../wit", world: "agent" });
+wit_bindgen::generate!({ path: "../../wit", world: "scheduled-agent" });
 
 use sparebox::agent::{kv, log};
 
@@ -16,6 +17,15 @@ impl Guest for Echo {
         kv::set("count", &count.to_le_bytes()).map_err(|e| AgentError::Failed(format!("kv set: {e:?}")))?;
         log::log(log::Level::Info, &format!("task {} #{count}", task.id));
         Ok(Reply { content: format!("echo: {}", task.content) })
+    }
+
+    fn on_tick() {
+        let ticks = match kv::get("ticks") {
+            Ok(Some(v)) => u64::from_le_bytes(v.try_into().unwrap_or([0; 8])),
+            _ => 0,
+        } + 1;
+        let _ = kv::set("ticks", &ticks.to_le_bytes());
+        log::log(log::Level::Info, &format!("tick #{ticks}"));
     }
 }
 

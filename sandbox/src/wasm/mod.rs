@@ -176,6 +176,54 @@ impl WasmRuntime {
         Ok(self.get(agent)?.shared.dir.clone())
     }
 
+    /// Calls the agent's `on-tick` export (world `scheduled-agent`) under the
+    /// same limits and admission as a task.
+    pub async fn tick(&self, agent: &str) -> Result<TaskOutcome, RuntimeError> {
+        let d = self.get(agent)?;
+        if !d.running.load(Ordering::SeqCst) {
+            return Err(RuntimeError::NotRunning(agent.to_string()));
+        }
+        let _permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| RuntimeError::Setup("task semaphore closed".into()))?;
+        let shared = &d.shared;
+        let (mut store, stdout, stderr) = self.build_store(shared)?;
+        let started = Instant::now();
+        let limit = shared.limits.task_timeout;
+        let run = async {
+            let instance = d.pre.instance_pre().instantiate_async(&mut store).await?;
+            let Ok(func) = instance.get_typed_func::<(), ()>(&mut store, "on-tick") else {
+                return Ok(false);
+            };
+            func.call_async(&mut store, ()).await?;
+            wasmtime::Result::Ok(true)
+        };
+        let result = tokio::time::timeout(limit, run).await;
+        shared
+            .log
+            .push_stdio(&shared.id, "stdout", &stdout.contents());
+        shared
+            .log
+            .push_stdio(&shared.id, "stderr", &stderr.contents());
+        let state = store.data_mut();
+        match result {
+            Err(_) => Err(RuntimeError::Timeout {
+                limit_ms: limit.as_millis() as u64,
+            }),
+            Ok(Ok(true)) => Ok(TaskOutcome {
+                reply: String::new(),
+                duration_ms: started.elapsed().as_millis() as u64,
+                tokens_used: state.tokens,
+                hostcalls: state.hostcalls,
+            }),
+            Ok(Ok(false)) => Err(RuntimeError::NoTick(agent.to_string())),
+            Ok(Err(trap)) => Err(classify_trap(state, trap)),
+        }
+    }
+
     fn get(&self, agent: &str) -> Result<Arc<Deployed>, RuntimeError> {
         self.agents
             .read()
