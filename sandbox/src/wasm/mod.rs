@@ -202,25 +202,11 @@ impl WasmRuntime {
             wasmtime::Result::Ok(true)
         };
         let result = tokio::time::timeout(limit, run).await;
-        shared
-            .log
-            .push_stdio(&shared.id, "stdout", &stdout.contents());
-        shared
-            .log
-            .push_stdio(&shared.id, "stderr", &stderr.contents());
-        let state = store.data_mut();
-        match result {
-            Err(_) => Err(RuntimeError::Timeout {
-                limit_ms: limit.as_millis() as u64,
-            }),
-            Ok(Ok(true)) => Ok(TaskOutcome {
-                reply: String::new(),
-                duration_ms: started.elapsed().as_millis() as u64,
-                tokens_used: state.tokens,
-                hostcalls: state.hostcalls,
-            }),
-            Ok(Ok(false)) => Err(RuntimeError::NoTick(agent.to_string())),
-            Ok(Err(trap)) => Err(classify_trap(state, trap)),
+        let (has_tick, outcome) = finish(&mut store, shared, &stdout, &stderr, started, result)?;
+        if has_tick {
+            Ok(outcome)
+        } else {
+            Err(RuntimeError::NoTick(agent.to_string()))
         }
     }
 
@@ -310,31 +296,52 @@ impl WasmRuntime {
             agent.call_handle(&mut store, &wit_task).await
         };
         let result = tokio::time::timeout(limit, run).await;
-        shared
-            .log
-            .push_stdio(&shared.id, "stdout", &stdout.contents());
-        shared
-            .log
-            .push_stdio(&shared.id, "stderr", &stderr.contents());
-        let state = store.data_mut();
-        match result {
-            Err(_) => Err(RuntimeError::Timeout {
-                limit_ms: limit.as_millis() as u64,
-            }),
-            Ok(Ok(Ok(reply))) => Ok(TaskOutcome {
-                reply: reply.content,
+        let (answer, mut outcome) = finish(&mut store, shared, &stdout, &stderr, started, result)?;
+        match answer {
+            Ok(reply) => {
+                outcome.reply = reply.content;
+                Ok(outcome)
+            }
+            Err(host::sparebox::agent::types::AgentError::InvalidInput(m)) => {
+                Err(RuntimeError::Agent(format!("invalid input: {m}")))
+            }
+            Err(host::sparebox::agent::types::AgentError::Failed(m)) => Err(RuntimeError::Agent(m)),
+        }
+    }
+}
+
+/// Ends a task or tick the same way: its stdout and stderr go to the
+/// agent's log, a timeout or trap becomes its typed error, and the metrics
+/// are read from the store. `reply` is left empty for the caller.
+fn finish<R>(
+    store: &mut Store<TaskState>,
+    shared: &AgentShared,
+    stdout: &MemoryOutputPipe,
+    stderr: &MemoryOutputPipe,
+    started: Instant,
+    result: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
+) -> Result<(R, TaskOutcome), RuntimeError> {
+    shared
+        .log
+        .push_stdio(&shared.id, "stdout", &stdout.contents());
+    shared
+        .log
+        .push_stdio(&shared.id, "stderr", &stderr.contents());
+    let state = store.data_mut();
+    match result {
+        Err(_) => Err(RuntimeError::Timeout {
+            limit_ms: shared.limits.task_timeout.as_millis() as u64,
+        }),
+        Ok(Err(trap)) => Err(classify_trap(state, trap)),
+        Ok(Ok(value)) => Ok((
+            value,
+            TaskOutcome {
+                reply: String::new(),
                 duration_ms: started.elapsed().as_millis() as u64,
                 tokens_used: state.tokens,
                 hostcalls: state.hostcalls,
-            }),
-            Ok(Ok(Err(e))) => Err(RuntimeError::Agent(match e {
-                host::sparebox::agent::types::AgentError::InvalidInput(m) => {
-                    format!("invalid input: {m}")
-                }
-                host::sparebox::agent::types::AgentError::Failed(m) => m,
-            })),
-            Ok(Err(trap)) => Err(classify_trap(state, trap)),
-        }
+            },
+        )),
     }
 }
 
