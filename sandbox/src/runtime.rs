@@ -163,6 +163,11 @@ pub enum RuntimeError {
     },
     #[error("agent `{0}` does not export `on-tick` (build it for the `scheduled-agent` world)")]
     NoTick(AgentId),
+    #[error("the agent used `{capability}`, which it does not have: {reason}")]
+    CapabilityDenied {
+        capability: &'static str,
+        reason: String,
+    },
     #[error("the agent reported an error: {0}")]
     Agent(String),
     #[error("the agent trapped: {0}")]
@@ -200,6 +205,7 @@ impl RuntimeError {
             RuntimeError::ResourceLimit { .. } => "resource_limit",
             RuntimeError::ArgumentTooLarge { .. } => "argument_too_large",
             RuntimeError::NoTick(_) => "no_tick",
+            RuntimeError::CapabilityDenied { .. } => "capability_denied",
             RuntimeError::Agent(_) => "agent_error",
             RuntimeError::Trap(_) => "trap",
             RuntimeError::Io { .. } => "io",

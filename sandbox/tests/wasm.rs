@@ -207,8 +207,14 @@ async fn filesystem_escapes_are_denied() {
 async fn sockets_and_environment_are_not_available() {
     within(async {
         let h = hostile().await;
-        assert_denied(attempt(&h, "socket").await);
-        assert_denied(attempt(&h, "socket:169.254.169.254:80").await);
+        for target in ["socket", "socket:169.254.169.254:80", "socket:1.1.1.1:443"] {
+            match attempt(&h, target).await {
+                Err(e @ RuntimeError::CapabilityDenied { .. }) => {
+                    assert_eq!(e.code(), "capability_denied")
+                }
+                other => panic!("{target}: expected capability_denied, got {other:?}"),
+            }
+        }
         assert_eq!(attempt(&h, "env").await.unwrap(), "env: []");
     })
     .await;
@@ -499,6 +505,249 @@ async fn on_tick_runs_for_scheduled_agents_and_is_refused_for_others() {
             h.rt.tick("bad").await,
             Err(RuntimeError::NoTick(_))
         ));
+    })
+    .await;
+}
+
+// ---- outbound HTTP -------------------------------------------------------
+
+/// A plain HTTP server on 127.0.0.1:0: `/bytes/N` answers N bytes of `a`,
+/// `/weather` a short text, `/redirect` a 302 to the metadata service.
+async fn web_server() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::{Router, extract::Path, routing::get};
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = Router::new()
+        .route("/weather", get(|| async { "sunny, 21C" }))
+        .route(
+            "/bytes/{n}",
+            get(|Path(n): Path<usize>| async move { "a".repeat(n) }),
+        )
+        .route(
+            "/redirect",
+            get(|| async {
+                (
+                    axum::http::StatusCode::FOUND,
+                    [("location", "http://169.254.169.254/latest/meta-data/")],
+                )
+            }),
+        )
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let h = h.clone();
+                async move {
+                    h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    next.run(req).await
+                }
+            },
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, hits)
+}
+
+/// The hostile agent with `outbound_hosts`, on a runtime with `http` tweaks.
+fn http_harness(cfg: impl FnOnce(&mut sparebox_sandbox::wasm::http::HttpConfig)) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime_in(dir.path(), |c| cfg(&mut c.http), None);
+    Harness { rt, _dir: dir }
+}
+
+async fn deploy_hostile_with(h: &Harness, hosts: &[&str]) {
+    h.rt.deploy(request(
+        "bad",
+        "hostile",
+        AgentGrants {
+            outbound_hosts: hosts.iter().map(|s| s.to_string()).collect(),
+            ..grants()
+        },
+    ))
+    .await
+    .unwrap();
+}
+
+fn assert_http_error(r: Result<String, RuntimeError>, code: &str) {
+    match r {
+        Err(RuntimeError::Agent(m)) if m.starts_with("denied: http:") => {
+            assert!(m.contains(code), "expected {code}, got {m}")
+        }
+        other => panic!("expected the http error {code}, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_to_a_host_outside_the_grant_is_denied() {
+    within(async {
+        let (addr, hits) = web_server().await;
+        let h = http_harness(|c| c.exempt_addrs = vec![addr.ip()]);
+        deploy_hostile_with(&h, &["api.example.com"]).await;
+        let r = attempt(&h, &format!("http:http://{addr}/weather")).await;
+        assert_http_error(r, "HttpRequestDenied");
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(
+            h.rt.logs("bad", 10)
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("is not in grants.outbound_hosts")),
+            "the denial is in the agent's log"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_to_loopback_and_metadata_is_blocked_even_when_granted() {
+    within(async {
+        let (addr, hits) = web_server().await;
+        let h = http_harness(|_| {});
+        deploy_hostile_with(&h, &["127.0.0.1", "169.254.169.254", "localhost"]).await;
+        // Literal addresses.
+        assert_http_error(
+            attempt(&h, &format!("http:http://{addr}/weather")).await,
+            "DestinationIpProhibited",
+        );
+        assert_http_error(
+            attempt(&h, "http:http://169.254.169.254/latest/meta-data/").await,
+            "DestinationIpProhibited",
+        );
+        // A name that resolves to loopback: blocked after DNS.
+        assert_http_error(
+            attempt(
+                &h,
+                &format!("http:http://localhost:{}/weather", addr.port()),
+            )
+            .await,
+            "DestinationIpProhibited",
+        );
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_within_the_grant_works_and_does_not_follow_redirects() {
+    within(async {
+        let (addr, hits) = web_server().await;
+        let h = http_harness(|c| c.exempt_addrs = vec![addr.ip()]);
+        deploy_hostile_with(&h, &["127.0.0.1"]).await;
+        assert_eq!(
+            attempt(&h, &format!("http:http://{addr}/weather"))
+                .await
+                .unwrap(),
+            "HTTP 200 sunny, 21C"
+        );
+        // The 302 reaches the guest as it is; the metadata service is not asked.
+        assert_eq!(
+            attempt(&h, &format!("http:http://{addr}/redirect"))
+                .await
+                .unwrap(),
+            "HTTP 302 "
+        );
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_response_body_cap_is_exact() {
+    within(async {
+        let (addr, _) = web_server().await;
+        let h = http_harness(|c| {
+            c.exempt_addrs = vec![addr.ip()];
+            c.max_response_body = 1000;
+        });
+        deploy_hostile_with(&h, &["127.0.0.1"]).await;
+        let ok = attempt(&h, &format!("http:http://{addr}/bytes/1000"))
+            .await
+            .unwrap();
+        assert_eq!(ok.len(), "HTTP 200 ".len() + 1000);
+        assert_http_error(
+            attempt(&h, &format!("http:http://{addr}/bytes/1001")).await,
+            "HttpResponseBodySize",
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_timeout_and_request_budget_hold() {
+    within(async {
+        // A listener that accepts and never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_addr = silent.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = silent.accept().await {
+                held.push(s);
+            }
+        });
+        let (addr, _) = web_server().await;
+        let h = http_harness(|c| {
+            c.exempt_addrs = vec![addr.ip()];
+            c.request_timeout = Duration::from_millis(200);
+            c.max_requests_per_task = 2;
+        });
+        // The task may take longer than the HTTP timeout.
+        let mut req = request(
+            "bad",
+            "hostile",
+            AgentGrants {
+                outbound_hosts: vec!["127.0.0.1".into()],
+                ..grants()
+            },
+        );
+        req.limits.task_timeout = Duration::from_secs(5);
+        h.rt.deploy(req).await.unwrap();
+        assert_http_error(
+            attempt(&h, &format!("http:http://{silent_addr}/")).await,
+            "HttpResponseTimeout",
+        );
+        assert_eq!(
+            attempt(&h, &format!("httpn:2:http://{addr}/weather"))
+                .await
+                .unwrap(),
+            "2 requests",
+            "just at the budget"
+        );
+        let over = attempt(&h, &format!("httpn:3:http://{addr}/weather")).await;
+        let text = format!("{over:?}");
+        assert_http_error(over, "HttpRequestDenied");
+        assert!(text.contains("request #3"), "{text}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_agent_uses_http_as_a_tool() {
+    within(async {
+        let (addr, _) = web_server().await;
+        let (url, seen) = fake_llm(vec![
+            Box::leak(format!("TOOL fetch http://{addr}/weather").into_boxed_str()),
+            "It is sunny and 21C.",
+        ])
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime_in(
+            dir.path(),
+            |c| c.http.exempt_addrs = vec![addr.ip()],
+            Some(provider(&url)),
+        );
+        rt.deploy(request(
+            "llm",
+            "llm-agent",
+            AgentGrants {
+                outbound_hosts: vec![format!("127.0.0.1:{}", addr.port())],
+                ..grants()
+            },
+        ))
+        .await
+        .unwrap();
+        let out = rt.execute("llm", task("Weather?")).await.unwrap();
+        assert_eq!(out.reply, "It is sunny and 21C.");
+        assert_eq!(out.tokens_used, 30);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[1]["messages"][3]["content"], "HTTP 200\nsunny, 21C");
     })
     .await;
 }

@@ -63,6 +63,23 @@ impl Guest for Hostile {
                 Ok(_) => ok("CONNECTED"),
                 Err(e) => denied("socket", e),
             },
+            // GET ARG; the reply is the status and body, or the denial.
+            "http" => match fetch::get(arg, 1 << 20) {
+                Ok(r) => ok(format!("HTTP {} {}", r.status, String::from_utf8_lossy(&r.body))),
+                Err(e) => denied("http", e),
+            },
+            // `httpn:N:URL`: GET URL N times; past the per-task budget the
+            // host denies the rest.
+            "httpn" => {
+                let (n, url) = arg.split_once(':').unwrap_or(("2", arg));
+                let n: u32 = n.parse().unwrap_or(2);
+                for i in 0..n {
+                    if let Err(e) = fetch::get(url, 1024) {
+                        return denied("http", format!("request #{}: {e}", i + 1));
+                    }
+                }
+                ok(format!("{n} requests"))
+            }
             "env" => {
                 let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
                 ok(format!("env: [{}]", vars.join(",")))

@@ -4,7 +4,8 @@
 //!
 //! Tool protocol (one line from the model): `TOOL <name> <arg>`; anything
 //! else is the final answer. Tools: `remember <text>` and `recall <key>`
-//! (both on KV).
+//! (both on KV), and `fetch <url>` (an HTTP GET through `wasi:http`, within
+//! the agent's `grants.outbound_hosts`; the first 4 KiB of the body).
 
 wit_bindgen::generate!({ path: "../../wit", world: "agent" });
 
@@ -28,6 +29,10 @@ fn run_tool(line: &str) -> String {
             Ok(Some(v)) => String::from_utf8_lossy(&v).into_owned(),
             Ok(None) => "nothing stored".into(),
             Err(e) => format!("error: {e:?}"),
+        },
+        (Some("fetch"), Some(url)) => match fetch::get(url, 4096) {
+            Ok(r) => format!("HTTP {}\n{}", r.status, String::from_utf8_lossy(&r.body)),
+            Err(e) => format!("error: {e}"),
         },
         (Some(name), _) => format!("error: unknown tool {name}"),
         _ => "error: malformed tool call".into(),

@@ -11,8 +11,10 @@ use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{ResourceLimiter, Result as WtResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::AgentShared;
+use super::http::HttpGate;
 use super::kv::KvRefusal;
 use crate::llm::{self, LlmProvider};
 use crate::runtime::RuntimeError;
@@ -68,6 +70,8 @@ impl ResourceLimiter for MemoryCap {
 /// Everything one task's store holds.
 pub struct TaskState {
     pub wasi: WasiCtx,
+    pub http_ctx: WasiHttpCtx,
+    pub http: HttpGate,
     pub table: ResourceTable,
     pub memory: MemoryCap,
     pub agent: Arc<AgentShared>,
@@ -97,6 +101,16 @@ impl WasiView for TaskState {
     }
 }
 
+impl WasiHttpView for TaskState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http,
+        }
+    }
+}
+
 impl TaskState {
     /// Charges one host call; past the budget, the task traps.
     fn charge(&mut self) -> WtResult<()> {
@@ -117,12 +131,132 @@ impl TaskState {
     }
 }
 
-/// Links WASI (sockets denied by policy, see `WasmRuntime`) and our imports.
+/// Interface prefixes the host implements. Anything else a component
+/// imports is refused at deploy, except `wasi:sockets`, see [`link_agent`].
+pub const PROVIDED_IMPORTS: &[&str] = &[
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:cli/",
+    "wasi:filesystem/",
+    "wasi:http/types@",
+    "wasi:http/outgoing-handler@",
+    "sparebox:agent/",
+];
+
+/// The interface prefix of `wasi:sockets`, which is never linked.
+pub const SOCKETS: &str = "wasi:sockets/";
+
+/// Links the WASI interfaces an agent may use, our `sparebox:agent`
+/// imports, and outbound `wasi:http`. `wasi:sockets` is deliberately not
+/// linked: see [`link_agent`].
 pub fn link(linker: &mut Linker<TaskState>) -> Result<(), RuntimeError> {
-    wasmtime_wasi::p2::add_to_linker_async(linker)
-        .map_err(|e| RuntimeError::Setup(format!("link WASI: {e:#}")))?;
-    Agent::add_to_linker::<TaskState, HasSelf<TaskState>>(linker, |s| s)
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
+    use wasmtime_wasi::p2::bindings::{cli, filesystem, random};
+    use wasmtime_wasi::random::WasiRandom;
+
+    let l = &mut *linker;
+    let wasi = |e: wasmtime::Error| RuntimeError::Setup(format!("link WASI: {e:#}"));
+    // io, clocks, random, stdin/stdout/stderr.
+    wasmtime_wasi::p2::add_to_linker_proxy_interfaces_async(l).map_err(wasi)?;
+    filesystem::types::add_to_linker::<TaskState, WasiFilesystem>(l, TaskState::filesystem)
+        .map_err(wasi)?;
+    filesystem::preopens::add_to_linker::<TaskState, WasiFilesystem>(l, TaskState::filesystem)
+        .map_err(wasi)?;
+    random::insecure::add_to_linker::<TaskState, WasiRandom>(l, |t| t.wasi.random())
+        .map_err(wasi)?;
+    random::insecure_seed::add_to_linker::<TaskState, WasiRandom>(l, |t| t.wasi.random())
+        .map_err(wasi)?;
+    cli::exit::add_to_linker::<TaskState, WasiCli>(l, TaskState::cli).map_err(wasi)?;
+    cli::environment::add_to_linker::<TaskState, WasiCli>(l, TaskState::cli).map_err(wasi)?;
+    cli::terminal_input::add_to_linker::<TaskState, WasiCli>(l, TaskState::cli).map_err(wasi)?;
+    cli::terminal_output::add_to_linker::<TaskState, WasiCli>(l, TaskState::cli).map_err(wasi)?;
+    cli::terminal_stdin::add_to_linker::<TaskState, WasiCli>(l, TaskState::cli).map_err(wasi)?;
+    cli::terminal_stdout::add_to_linker::<TaskState, WasiCli>(l, TaskState::cli).map_err(wasi)?;
+    cli::terminal_stderr::add_to_linker::<TaskState, WasiCli>(l, TaskState::cli).map_err(wasi)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)
+        .map_err(|e| RuntimeError::Setup(format!("link wasi:http: {e:#}")))?;
+    Agent::add_to_linker::<TaskState, HasSelf<TaskState>>(l, |s| s)
         .map_err(|e| RuntimeError::Setup(format!("link sparebox:agent: {e:#}")))?;
+    Ok(())
+}
+
+/// The linker for one component. An import the host does not provide is
+/// refused with its name. `wasi:sockets` imports (Rust's std and wasi-libc
+/// pull them in freely) are bound to stubs that trap when called, so a
+/// component that merely imports them deploys, and one that opens a socket
+/// fails that task with `capability_denied`.
+pub fn link_agent<'a>(
+    base: &'a Linker<TaskState>,
+    engine: &wasmtime::Engine,
+    component: &wasmtime::component::Component,
+) -> Result<std::borrow::Cow<'a, Linker<TaskState>>, String> {
+    let mut sockets = false;
+    for (name, _) in component.component_type().imports(engine) {
+        if name.starts_with(SOCKETS) {
+            sockets = true;
+        } else if !PROVIDED_IMPORTS.iter().any(|p| name.starts_with(p)) {
+            return Err(format!(
+                "the component imports `{name}`, which this host does not provide"
+            ));
+        }
+    }
+    if !sockets {
+        return Ok(std::borrow::Cow::Borrowed(base));
+    }
+    let mut linker = base.clone();
+    stub_sockets(&mut linker, engine, component).map_err(|e| format!("{e:#}"))?;
+    Ok(std::borrow::Cow::Owned(linker))
+}
+
+/// Defines every `wasi:sockets` instance the component imports with
+/// functions that trap (`unknown import: wasi:sockets/...`, reported as
+/// `capability_denied`). Resources the sockets interfaces borrow from
+/// `wasi:io` keep their real types so the imports still type-check; the
+/// sockets' own resources get a placeholder that no call can create.
+fn stub_sockets(
+    linker: &mut Linker<TaskState>,
+    engine: &wasmtime::Engine,
+    component: &wasmtime::component::Component,
+) -> WtResult<()> {
+    use wasmtime::component::ResourceType;
+    use wasmtime::component::types::ComponentItem;
+    use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable};
+
+    struct NoSocket;
+    let ty = component.component_type();
+    for (name, import) in ty.imports(engine) {
+        if !name.starts_with(SOCKETS) {
+            continue;
+        }
+        let ComponentItem::ComponentInstance(instance) = import.ty else {
+            continue;
+        };
+        let mut inst = linker.instance(name)?;
+        for (item, export) in instance.exports(engine) {
+            match export.ty {
+                ComponentItem::ComponentFunc(_) => {
+                    let what = format!("{name}#{item}");
+                    inst.func_new(item, move |_, _, _, _| {
+                        Err(wasmtime::format_err!(
+                            "unknown import: `{what}` has not been defined"
+                        ))
+                    })?;
+                }
+                ComponentItem::Resource(_) => {
+                    let host = match item {
+                        "pollable" => ResourceType::host::<DynPollable>(),
+                        "input-stream" => ResourceType::host::<DynInputStream>(),
+                        "output-stream" => ResourceType::host::<DynOutputStream>(),
+                        _ => ResourceType::host::<NoSocket>(),
+                    };
+                    inst.resource(item, host, |_, _| Ok(()))?;
+                }
+                _ => {}
+            }
+        }
+    }
     Ok(())
 }
 

@@ -16,6 +16,7 @@
 
 mod engine;
 pub mod host;
+pub mod http;
 pub mod kv;
 pub mod log;
 
@@ -41,6 +42,7 @@ use crate::runtime::{
 };
 use engine::ComponentCache;
 use host::{AgentPre, MemoryCap, TaskState};
+use http::{HostPattern, HttpConfig, HttpGate, HttpPolicy};
 use kv::KvStore;
 use log::LogBuffer;
 
@@ -62,6 +64,8 @@ pub struct WasmConfig {
     pub pooling: bool,
     /// Pool slots (concurrent instances). Default: `max_concurrent` + 16.
     pub pool_instances: u32,
+    /// Outbound HTTP limits and address policy.
+    pub http: HttpConfig,
 }
 
 impl WasmConfig {
@@ -75,6 +79,7 @@ impl WasmConfig {
             max_wasm_stack: 512 << 10,
             pooling: true,
             pool_instances: u32::try_from(cpus * 2 + 16).unwrap_or(64),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -85,6 +90,8 @@ pub struct AgentShared {
     pub id: AgentId,
     pub limits: AgentLimits,
     pub grants: AgentGrants,
+    /// `grants.outbound_hosts`, parsed.
+    pub http_allow: Vec<HostPattern>,
     pub kv: KvStore,
     pub log: LogBuffer,
     pub dir: PathBuf,
@@ -108,6 +115,7 @@ pub struct WasmRuntime {
     agents: RwLock<HashMap<AgentId, Arc<Deployed>>>,
     db: sled::Db,
     llm: Option<Arc<dyn LlmProvider>>,
+    http: HttpPolicy,
     cfg: WasmConfig,
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
@@ -135,7 +143,9 @@ impl WasmRuntime {
         let mut linker = Linker::new(&engine);
         host::link(&mut linker)?;
         let cache = ComponentCache::new(&cfg.root.join("cache"), &engine)?;
+        let http = HttpPolicy::new(cfg.http.clone()).map_err(RuntimeError::Setup)?;
         Ok(WasmRuntime {
+            http,
             permits: Arc::new(Semaphore::new(cfg.max_concurrent.max(1))),
             engine,
             allocator,
@@ -228,9 +238,8 @@ impl WasmRuntime {
         let mut b = WasiCtxBuilder::new();
         // No env, no args, no inherited stdio: a fresh builder has none.
         b.stdout(stdout.clone()).stderr(stderr.clone());
-        // wasi:sockets is linked (wasmtime-wasi links it with the rest of
-        // WASI) but every use is refused: no TCP, no UDP, no name lookups,
-        // and the address check denies everything.
+        // wasi:sockets is not linked at all (see host::link_agent); these
+        // settings only make sure nothing changes if it ever were.
         b.allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
@@ -250,6 +259,8 @@ impl WasmRuntime {
         table.set_max_capacity(shared.limits.table_entries);
         let state = TaskState {
             wasi: b.build(),
+            http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http: HttpGate::new(self.http.clone(), shared.clone()),
             table,
             memory: MemoryCap {
                 limit: shared.limits.memory_bytes,
@@ -368,7 +379,14 @@ fn classify_trap(state: &mut TaskState, err: wasmtime::Error) -> RuntimeError {
             limit: state.agent.limits.table_entries,
         };
     }
-    RuntimeError::Trap(format!("{err:#}"))
+    let text = format!("{err:#}");
+    if text.contains(host::SOCKETS) {
+        return RuntimeError::CapabilityDenied {
+            capability: "wasi:sockets",
+            reason: "agents get no sockets; use outbound HTTP within the grant".into(),
+        };
+    }
+    RuntimeError::Trap(text)
 }
 
 fn create_dir(path: &Path) -> Result<(), RuntimeError> {
@@ -428,13 +446,21 @@ impl Runtime for WasmRuntime {
             .cache
             .get_or_compile(&self.engine, &id, &actual, bytes)?;
         tracing::debug!(agent = %id, ?source, "component ready");
-        let instance_pre =
-            self.linker
-                .instantiate_pre(&component)
-                .map_err(|e| RuntimeError::Link {
-                    agent: id.clone(),
-                    reason: format!("{e:#}"),
-                })?;
+        let link_err = |reason: String| RuntimeError::Link {
+            agent: id.clone(),
+            reason,
+        };
+        let http_allow = req
+            .grants
+            .outbound_hosts
+            .iter()
+            .map(|h| HostPattern::parse(h))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RuntimeError::Setup(format!("grants.outbound_hosts: {e}")))?;
+        let instance_pre = host::link_agent(&self.linker, &self.engine, &component)
+            .map_err(link_err)?
+            .instantiate_pre(&component)
+            .map_err(|e| link_err(format!("{e:#}")))?;
         let pre = AgentPre::new(instance_pre).map_err(|e| RuntimeError::Link {
             agent: id.clone(),
             reason: format!("{e:#}"),
@@ -453,6 +479,7 @@ impl Runtime for WasmRuntime {
             id: id.clone(),
             limits: req.limits,
             grants: req.grants,
+            http_allow,
             kv,
             log: LogBuffer::default(),
             dir,
