@@ -7,12 +7,14 @@
 //! file. Secrets never live here: they come from environment variables or
 //! key files.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{PublicKey, paths};
+use crate::protocol::RuntimeKind;
 
 /// The commented default configuration, as printed by `sparebox config default`.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default.toml");
@@ -34,6 +36,140 @@ pub struct NodeConfig {
     pub admission: AdmissionConfig,
     /// Free/direct mode: price-0 offers from allow-listed deployer keys.
     pub direct: DirectConfig,
+    /// The libp2p network.
+    pub network: NetworkConfig,
+    /// What this host offers: caps, runtimes, prices and labels.
+    pub capacity: CapacityConfig,
+    /// The LLM provider agents' `llm` calls go to.
+    pub llm: LlmConfig,
+}
+
+/// libp2p settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Multiaddrs to listen on (also `--listen`, repeatable).
+    /// Default: TCP and QUIC on port 4001, all interfaces.
+    pub listen: Vec<String>,
+    /// Peers to join the network through, as multiaddrs ending in
+    /// `/p2p/<PeerId>` (also `--bootstrap`, repeatable). Default none.
+    pub bootstrap: Vec<String>,
+    /// Find peers on the local network with mDNS (`--no-mdns` turns it off).
+    /// Default true.
+    pub mdns: bool,
+    /// Seconds between capacity adverts when nothing changes. Default 30.
+    pub advert_interval_secs: u64,
+    /// How long peers keep an advert, in seconds; must exceed the interval.
+    /// Default 120.
+    pub advert_ttl_secs: u32,
+    /// Most connections held at once. Default 256.
+    pub max_connections: u32,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4001".into(),
+                "/ip4/0.0.0.0/udp/4001/quic-v1".into(),
+            ],
+            bootstrap: Vec::new(),
+            mdns: true,
+            advert_interval_secs: 30,
+            advert_ttl_secs: 120,
+            max_connections: 256,
+        }
+    }
+}
+
+/// The host's caps and what it advertises.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CapacityConfig {
+    /// Share of this machine's CPUs agents may use together, 0 < share ≤ 1.
+    /// Default 0.5.
+    pub max_cpu_share: f64,
+    /// Memory agents may use together, in MiB. Default: half the machine's
+    /// memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_memory_mib: Option<u32>,
+    /// Disk agents may use together, in MiB. Default 10240.
+    pub max_disk_mib: u32,
+    /// Most agents deployed at once. Default 100.
+    pub max_agents: u32,
+    /// Runtimes offered: "wasi" and/or "openclaw". Default ["wasi"].
+    pub runtimes: Vec<RuntimeKind>,
+    /// Free-form labels shown to deployers, e.g. { gpu = "none" }.
+    pub labels: BTreeMap<String, String>,
+    /// Region shown to deployers, e.g. "eu-west". Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The asking price.
+    pub prices: PricesConfig,
+}
+
+impl Default for CapacityConfig {
+    fn default() -> Self {
+        CapacityConfig {
+            max_cpu_share: 0.5,
+            max_memory_mib: None,
+            max_disk_mib: 10240,
+            max_agents: 100,
+            runtimes: vec![RuntimeKind::Wasi],
+            labels: BTreeMap::new(),
+            region: None,
+            prices: PricesConfig::default(),
+        }
+    }
+}
+
+/// The host's asking price; offers below it are rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PricesConfig {
+    /// ISO 4217 currency code, lowercase. Default "usd".
+    pub currency: String,
+    /// Cents per agent-hour for a WASI agent. Default 0 (free).
+    pub wasi_cents_per_hour: u64,
+    /// Cents per agent-hour for an OpenClaw agent. Default 0 (free).
+    pub openclaw_cents_per_hour: u64,
+    /// Cents per 1,000 LLM tokens. Default 0 (free).
+    pub cents_per_1k_tokens: u64,
+}
+
+impl Default for PricesConfig {
+    fn default() -> Self {
+        PricesConfig {
+            currency: "usd".into(),
+            wasi_cents_per_hour: 0,
+            openclaw_cents_per_hour: 0,
+            cents_per_1k_tokens: 0,
+        }
+    }
+}
+
+/// The OpenAI-compatible provider behind agents' `llm` calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    /// Base URL of an OpenAI-compatible API, e.g. "https://api.openai.com/v1".
+    /// Default none: agents' llm calls fail with provider-error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Models offered to agents (an agent also needs them in its grants).
+    pub models: Vec<String>,
+    /// Environment variable holding the API key. Default "SPAREBOX_LLM_API_KEY".
+    pub api_key_env: String,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        LlmConfig {
+            base_url: None,
+            models: Vec::new(),
+            api_key_env: "SPAREBOX_LLM_API_KEY".into(),
+        }
+    }
 }
 
 /// HTTP API settings.
@@ -43,12 +179,17 @@ pub struct ApiConfig {
     /// Address the agent API and dashboard listen on. Default `127.0.0.1:7878`.
     /// Port 0 picks a free port (printed at startup).
     pub addr: SocketAddr,
+    /// The URL deployers reach the agent API at, when it differs from
+    /// `http://<addr>` (a reverse proxy, say). Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            public_url: None,
         }
     }
 }
@@ -166,6 +307,44 @@ impl NodeConfig {
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: &str, problem: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field: field.to_string(),
+            problem,
+        };
+        let c = &self.capacity;
+        if !(c.max_cpu_share > 0.0 && c.max_cpu_share <= 1.0) {
+            return Err(invalid(
+                "capacity.max_cpu_share",
+                format!("{} is not within 0 < share <= 1", c.max_cpu_share),
+            ));
+        }
+        if c.runtimes.is_empty() {
+            return Err(invalid(
+                "capacity.runtimes",
+                "offer at least one runtime (\"wasi\")".into(),
+            ));
+        }
+        let n = &self.network;
+        if u64::from(n.advert_ttl_secs) <= n.advert_interval_secs || n.advert_interval_secs == 0 {
+            return Err(invalid(
+                "network.advert_ttl_secs",
+                format!(
+                    "{} must be longer than advert_interval_secs ({}), which must be over 0",
+                    n.advert_ttl_secs, n.advert_interval_secs
+                ),
+            ));
+        }
+        for (field, list) in [
+            ("network.listen", &n.listen),
+            ("network.bootstrap", &n.bootstrap),
+        ] {
+            for (i, a) in list.iter().enumerate() {
+                if let Err(e) = a.parse::<libp2p::Multiaddr>() {
+                    return Err(invalid(&format!("{field}[{i}]"), format!("`{a}`: {e}")));
+                }
+            }
+        }
         self.allowed_deployer_keys()
             .map_err(|(i, problem)| ConfigError::Invalid {
                 path: path.to_path_buf(),

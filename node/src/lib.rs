@@ -20,12 +20,17 @@
 //! [`protocol::Message`]; new config sections add an `XxxConfig` to
 //! [`config::NodeConfig`] and to `default.toml`.
 
+pub mod adverts;
+pub mod agents;
 pub mod api;
 mod bytes;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod identity;
+pub mod metering;
+pub mod metrics;
+pub mod network;
 pub mod protocol;
 pub mod spec;
 pub mod store;

@@ -119,6 +119,11 @@ impl Store {
             })
     }
 
+    /// The sled database (the WASI runtime keeps agents' KV trees in it).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

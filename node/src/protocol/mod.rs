@@ -23,6 +23,7 @@
 //!   stable [`VerifyError::code`] for the CLI and the wire.
 
 mod messages;
+pub mod rpc;
 
 pub use messages::*;
 

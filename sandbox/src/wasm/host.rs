@@ -206,19 +206,23 @@ pub fn link_agent<'a>(
         return Ok(std::borrow::Cow::Borrowed(base));
     }
     let mut linker = base.clone();
-    stub_sockets(&mut linker, engine, component).map_err(|e| format!("{e:#}"))?;
+    stub_imports(&mut linker, engine, component, SOCKETS).map_err(|e| format!("{e:#}"))?;
     Ok(std::borrow::Cow::Owned(linker))
 }
 
-/// Defines every `wasi:sockets` instance the component imports with
-/// functions that trap (`unknown import: wasi:sockets/...`, reported as
-/// `capability_denied`). Resources the sockets interfaces borrow from
-/// `wasi:io` keep their real types so the imports still type-check; the
-/// sockets' own resources get a placeholder that no call can create.
-fn stub_sockets(
-    linker: &mut Linker<TaskState>,
+/// Defines every instance the component imports whose name starts with
+/// `prefix` (`wasi:sockets/` here) with functions that trap (`unknown
+/// import: ...`, reported as `capability_denied` for sockets). Resources
+/// borrowed from `wasi:io` keep their real types so the imports still
+/// type-check; the stubbed interfaces' own resources get a placeholder that
+/// no call can create. (wasmtime's `define_unknown_imports_as_traps` cannot
+/// be used: it also stubs older-versioned `wasi:io` imports that the linker
+/// would have matched by semver, breaking their resource types.)
+pub fn stub_imports<T: 'static>(
+    linker: &mut Linker<T>,
     engine: &wasmtime::Engine,
     component: &wasmtime::component::Component,
+    prefix: &str,
 ) -> WtResult<()> {
     use wasmtime::component::ResourceType;
     use wasmtime::component::types::ComponentItem;
@@ -227,7 +231,7 @@ fn stub_sockets(
     struct NoSocket;
     let ty = component.component_type();
     for (name, import) in ty.imports(engine) {
-        if !name.starts_with(SOCKETS) {
+        if !name.starts_with(prefix) {
             continue;
         }
         let ComponentItem::ComponentInstance(instance) = import.ty else {

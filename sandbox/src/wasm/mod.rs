@@ -93,7 +93,7 @@ pub struct AgentShared {
     /// `grants.outbound_hosts`, parsed.
     pub http_allow: Vec<HostPattern>,
     pub kv: KvStore,
-    pub log: LogBuffer,
+    pub log: Arc<LogBuffer>,
     pub dir: PathBuf,
 }
 
@@ -179,6 +179,57 @@ impl WasmRuntime {
     /// The agent's last `n` log lines (its `log` calls and its stdout/stderr).
     pub fn logs(&self, agent: &str, n: usize) -> Result<Vec<String>, RuntimeError> {
         Ok(self.get(agent)?.shared.log.tail(n))
+    }
+
+    /// Replaces a deployed agent's limits and grants, keeping its compiled
+    /// component, KV data, files and log. Tasks already running finish under
+    /// the old settings.
+    pub fn reconfigure(
+        &self,
+        agent: &str,
+        limits: AgentLimits,
+        grants: AgentGrants,
+    ) -> Result<(), RuntimeError> {
+        if limits.memory_bytes > self.cfg.max_memory_per_agent {
+            return Err(RuntimeError::Setup(format!(
+                "memory limit {} bytes is over this host's per-agent maximum {}",
+                limits.memory_bytes, self.cfg.max_memory_per_agent
+            )));
+        }
+        let http_allow = grants
+            .outbound_hosts
+            .iter()
+            .map(|h| HostPattern::parse(h))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RuntimeError::Setup(format!("grants.outbound_hosts: {e}")))?;
+        let mut agents = self
+            .agents
+            .write()
+            .map_err(|_| RuntimeError::Setup("agent table lock poisoned".into()))?;
+        let old = agents
+            .get(agent)
+            .cloned()
+            .ok_or_else(|| RuntimeError::UnknownAgent(agent.to_string()))?;
+        let kv = KvStore::open(&self.db, agent, grants.kv_max_bytes, grants.kv_max_keys)?;
+        let shared = Arc::new(AgentShared {
+            id: old.shared.id.clone(),
+            limits,
+            grants,
+            http_allow,
+            kv,
+            log: old.shared.log.clone(),
+            dir: old.shared.dir.clone(),
+        });
+        let updated = Arc::new(Deployed {
+            pre: old.pre.clone(),
+            shared,
+            running: AtomicBool::new(old.running.load(Ordering::SeqCst)),
+            completed: AtomicU64::new(old.completed.load(Ordering::SeqCst)),
+            failed: AtomicU64::new(old.failed.load(Ordering::SeqCst)),
+            in_flight: AtomicU64::new(0),
+        });
+        agents.insert(agent.to_string(), updated);
+        Ok(())
     }
 
     /// The agent's host directory (holding `workspace`, `team`, `memory`).
@@ -481,7 +532,7 @@ impl Runtime for WasmRuntime {
             grants: req.grants,
             http_allow,
             kv,
-            log: LogBuffer::default(),
+            log: Arc::new(LogBuffer::default()),
             dir,
         });
         let deployed = Arc::new(Deployed {

@@ -1,0 +1,409 @@
+//! Capacity adverts: building this host's advert, and the index of adverts
+//! heard from others.
+//!
+//! An advert is a signed [`CapacityAdvert`] on the gossip topic
+//! [`TOPIC`]. Before a node forwards one (gossipsub runs in Strict mode with
+//! explicit validation), [`AdvertIndex::validate_gossip`] checks, in order:
+//! size, envelope signature, signer = the gossip message's author, the
+//! freshness window (`timestamp` .. `timestamp + ttl`, with clock skew), and
+//! that `seq` is newer than the last advert from that node. Anything else is
+//! rejected, which also lowers the sending peer's gossip score.
+//!
+//! A node that has just joined asks its peers for their whole index
+//! (`/sparebox/sync/1`) and re-verifies every advert in the reply with
+//! [`AdvertIndex::insert_synced`], so it sees current hosts at once rather
+//! than after the next publish interval.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use serde::Serialize;
+
+use crate::config::NodeConfig;
+use crate::identity::PublicKey;
+use crate::protocol::{
+    CapacityAdvert, Checks, ClassPrice, ModelPrice, PriceList, Resources, RuntimeKind,
+    RuntimeOffer, Verified, open,
+};
+
+/// The gossipsub topic adverts travel on.
+pub const TOPIC: &str = "sparebox/adverts/1";
+
+/// What gossip validation decided about a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid and new: keep and forward.
+    Accept,
+    /// Invalid: drop and penalise the sender. The code says why.
+    Reject(&'static str),
+    /// Harmless but not worth forwarding (e.g. our own advert echoed back).
+    Ignore(&'static str),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    advert: CapacityAdvert,
+    bytes: Vec<u8>,
+}
+
+/// Adverts heard from other hosts, newest per host, dropped when their TTL
+/// runs out.
+#[derive(Debug)]
+pub struct AdvertIndex {
+    me: Option<PublicKey>,
+    max_skew_secs: u64,
+    entries: RwLock<HashMap<PublicKey, Entry>>,
+}
+
+/// An advert as the CLI and APIs show it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdvertView {
+    pub peer_id: String,
+    pub seq: u64,
+    pub timestamp: u64,
+    pub expires_at: u64,
+    pub addresses: Vec<String>,
+    pub free: Resources,
+    pub free_agent_slots: u32,
+    pub runtimes: Vec<RuntimeOffer>,
+    pub prices: PriceList,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub region: Option<String>,
+    pub version: String,
+}
+
+impl AdvertView {
+    pub fn from_advert(a: &CapacityAdvert) -> Self {
+        AdvertView {
+            peer_id: a.node.to_string(),
+            seq: a.seq,
+            timestamp: a.timestamp,
+            expires_at: a.timestamp.saturating_add(u64::from(a.ttl_secs)),
+            addresses: a.addresses.clone(),
+            free: a.free,
+            free_agent_slots: a.free_agent_slots,
+            runtimes: a.runtimes.clone(),
+            prices: a.prices.clone(),
+            labels: a.labels.clone(),
+            region: a.region.clone(),
+            version: a.agent_version.clone(),
+        }
+    }
+
+    /// The lowest hourly price for `runtime`, if the host offers it.
+    pub fn price_for(&self, runtime: RuntimeKind) -> Option<u64> {
+        self.prices
+            .classes
+            .iter()
+            .filter(|c| c.runtime == runtime)
+            .map(|c| c.cents_per_hour)
+            .min()
+    }
+}
+
+impl AdvertIndex {
+    /// `me` is this node's key (its own adverts are not indexed); `None` for
+    /// a light client.
+    pub fn new(me: Option<PublicKey>, max_skew_secs: u64) -> Self {
+        AdvertIndex {
+            me,
+            max_skew_secs,
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn verify(&self, bytes: &[u8], now: u64) -> Result<Verified<CapacityAdvert>, &'static str> {
+        open::<CapacityAdvert>(bytes, &Checks::at(now).with_max_skew(self.max_skew_secs))
+            .map_err(|e| e.code())
+    }
+
+    /// Gossip validation: `author` is the PeerId that signed the gossip
+    /// message. On `Accept` the advert is stored.
+    pub fn validate_gossip(&self, author: Option<PublicKey>, bytes: &[u8], now: u64) -> Verdict {
+        let v = match self.verify(bytes, now) {
+            Ok(v) => v,
+            Err(code) => return Verdict::Reject(code),
+        };
+        if author != Some(v.message.node) {
+            return Verdict::Reject("author_mismatch");
+        }
+        if Some(v.message.node) == self.me {
+            return Verdict::Ignore("own_advert");
+        }
+        match self.store(v.message, bytes) {
+            Ok(()) => Verdict::Accept,
+            Err(()) => Verdict::Reject("stale_seq"),
+        }
+    }
+
+    /// An advert from a sync reply: the same checks except the gossip
+    /// author. Returns the reason code when it is not stored; an advert we
+    /// already hold is not an error.
+    pub fn insert_synced(&self, bytes: &[u8], now: u64) -> Result<bool, &'static str> {
+        let v = self.verify(bytes, now)?;
+        if Some(v.message.node) == self.me {
+            return Ok(false);
+        }
+        Ok(self.store(v.message, bytes).is_ok())
+    }
+
+    fn store(&self, advert: CapacityAdvert, bytes: &[u8]) -> Result<(), ()> {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = entries.get(&advert.node)
+            && old.advert.seq >= advert.seq
+        {
+            return Err(());
+        }
+        entries.insert(
+            advert.node,
+            Entry {
+                advert,
+                bytes: bytes.to_vec(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Drops adverts whose TTL has run out.
+    pub fn purge(&self, now: u64) {
+        self.entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, e| live(&e.advert, now));
+    }
+
+    /// Live adverts, newest first.
+    pub fn list(&self, now: u64) -> Vec<AdvertView> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<AdvertView> = entries
+            .values()
+            .filter(|e| live(&e.advert, now))
+            .map(|e| AdvertView::from_advert(&e.advert))
+            .collect();
+        out.sort_by(|a, b| {
+            b.timestamp
+                .cmp(&a.timestamp)
+                .then(a.peer_id.cmp(&b.peer_id))
+        });
+        out
+    }
+
+    /// The signed bytes of every live advert (a sync reply).
+    pub fn snapshot(&self, now: u64) -> Vec<Vec<u8>> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        entries
+            .values()
+            .filter(|e| live(&e.advert, now))
+            .map(|e| e.bytes.clone())
+            .collect()
+    }
+
+    /// The latest advert from `node`, if live.
+    pub fn get(&self, node: &PublicKey, now: u64) -> Option<AdvertView> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(node)
+            .filter(|e| live(&e.advert, now))
+            .map(|e| AdvertView::from_advert(&e.advert))
+    }
+
+    pub fn len(&self, now: u64) -> usize {
+        self.list(now).len()
+    }
+
+    pub fn is_empty(&self, now: u64) -> bool {
+        self.len(now) == 0
+    }
+}
+
+fn live(a: &CapacityAdvert, now: u64) -> bool {
+    a.timestamp.saturating_add(u64::from(a.ttl_secs)) > now
+}
+
+/// The host's total caps, from config and the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    pub resources: Resources,
+    pub agents: u32,
+}
+
+impl Caps {
+    /// Caps from the config, sized against this machine (sysinfo).
+    pub fn from_config(cfg: &NodeConfig) -> Caps {
+        use sysinfo::{MemoryRefreshKind, RefreshKind, System};
+        let sys = System::new_with_specifics(
+            RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram()),
+        );
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let c = &cfg.capacity;
+        // sysinfo fails only on platforms it does not support; then only the
+        // configured cap (or 1 GiB) is offered.
+        let total_mib = sys
+            .map(|s| u32::try_from(s.total_memory() >> 20).unwrap_or(u32::MAX))
+            .unwrap_or_else(|_| c.max_memory_mib.unwrap_or(1024));
+        Caps {
+            resources: Resources {
+                cpu_millis: (cpus * 1000.0 * c.max_cpu_share) as u32,
+                memory_mib: c.max_memory_mib.unwrap_or(total_mib / 2).min(total_mib),
+                disk_mib: c.max_disk_mib,
+            },
+            agents: c.max_agents,
+        }
+    }
+}
+
+/// What the host has promised to running agents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reserved {
+    pub resources: Resources,
+    pub agents: u32,
+}
+
+/// Resources left under `caps` after `reserved`.
+pub fn free(caps: &Caps, reserved: &Reserved) -> (Resources, u32) {
+    (
+        Resources {
+            cpu_millis: caps
+                .resources
+                .cpu_millis
+                .saturating_sub(reserved.resources.cpu_millis),
+            memory_mib: caps
+                .resources
+                .memory_mib
+                .saturating_sub(reserved.resources.memory_mib),
+            disk_mib: caps
+                .resources
+                .disk_mib
+                .saturating_sub(reserved.resources.disk_mib),
+        },
+        caps.agents.saturating_sub(reserved.agents),
+    )
+}
+
+/// The host's price list from config: one class per offered runtime,
+/// covering anything up to the host's caps.
+pub fn price_list(cfg: &NodeConfig, caps: &Caps, runtimes: &[RuntimeOffer]) -> PriceList {
+    let p = &cfg.capacity.prices;
+    PriceList {
+        currency: p.currency.clone(),
+        classes: runtimes
+            .iter()
+            .map(|r| ClassPrice {
+                class: "standard".into(),
+                runtime: r.kind,
+                max: caps.resources,
+                cents_per_hour: match r.kind {
+                    RuntimeKind::Wasi => p.wasi_cents_per_hour,
+                    RuntimeKind::Openclaw => p.openclaw_cents_per_hour,
+                },
+            })
+            .collect(),
+        models: cfg
+            .llm
+            .models
+            .iter()
+            .map(|m| ModelPrice {
+                model: m.clone(),
+                cents_per_1k_tokens: p.cents_per_1k_tokens,
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Keypair;
+    use crate::protocol::{Envelope, Message};
+
+    fn advert(key: &Keypair, seq: u64, timestamp: u64) -> Vec<u8> {
+        let a = CapacityAdvert {
+            version: CapacityAdvert::VERSION,
+            node: key.public(),
+            seq,
+            timestamp,
+            ttl_secs: 120,
+            addresses: vec!["/ip4/127.0.0.1/tcp/1".into()],
+            free: Resources {
+                cpu_millis: 1000,
+                memory_mib: 512,
+                disk_mib: 100,
+            },
+            free_agent_slots: 3,
+            runtimes: vec![RuntimeOffer {
+                kind: RuntimeKind::Wasi,
+                version: "48".into(),
+            }],
+            prices: PriceList::default(),
+            labels: Default::default(),
+            region: None,
+            agent_version: "0.1.0".into(),
+        };
+        Envelope::seal(&a, key).unwrap().to_bytes()
+    }
+
+    #[test]
+    fn gossip_validation_accepts_new_and_rejects_replay_forgery_and_stale() {
+        let host = Keypair::from_seed([1; 32]);
+        let other = Keypair::from_seed([2; 32]);
+        let idx = AdvertIndex::new(None, 60);
+        let now = 1_000_000;
+        let a1 = advert(&host, 1, now);
+        assert_eq!(
+            idx.validate_gossip(Some(host.public()), &a1, now),
+            Verdict::Accept
+        );
+        assert_eq!(
+            idx.validate_gossip(Some(host.public()), &a1, now),
+            Verdict::Reject("stale_seq"),
+            "a replayed seq is not forwarded"
+        );
+        assert_eq!(
+            idx.validate_gossip(Some(other.public()), &advert(&host, 2, now), now),
+            Verdict::Reject("author_mismatch")
+        );
+        assert_eq!(
+            idx.validate_gossip(Some(host.public()), &advert(&host, 3, now - 121), now),
+            Verdict::Reject("expired")
+        );
+        let mut forged = advert(&host, 4, now);
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(
+            idx.validate_gossip(Some(host.public()), &forged, now),
+            Verdict::Reject("bad_signature")
+        );
+        assert_eq!(
+            idx.validate_gossip(Some(host.public()), &vec![0u8; 64 * 1024], now),
+            Verdict::Reject("too_large")
+        );
+        assert_eq!(idx.list(now).len(), 1);
+        assert_eq!(idx.list(now)[0].seq, 1);
+    }
+
+    #[test]
+    fn ttl_expiry_and_sync_insert() {
+        let host = Keypair::from_seed([3; 32]);
+        let idx = AdvertIndex::new(None, 60);
+        let now = 2_000_000;
+        assert_eq!(idx.insert_synced(&advert(&host, 5, now), now), Ok(true));
+        assert_eq!(idx.insert_synced(&advert(&host, 5, now), now), Ok(false));
+        assert_eq!(idx.snapshot(now).len(), 1);
+        assert_eq!(idx.list(now + 119).len(), 1);
+        assert!(idx.list(now + 120).is_empty(), "gone when the TTL runs out");
+        idx.purge(now + 120);
+        assert!(idx.snapshot(now).is_empty());
+    }
+
+    #[test]
+    fn own_adverts_are_ignored() {
+        let me = Keypair::from_seed([4; 32]);
+        let idx = AdvertIndex::new(Some(me.public()), 60);
+        let now = 3_000_000;
+        assert_eq!(
+            idx.validate_gossip(Some(me.public()), &advert(&me, 1, now), now),
+            Verdict::Ignore("own_advert")
+        );
+    }
+}
