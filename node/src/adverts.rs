@@ -311,6 +311,39 @@ pub fn price_list(cfg: &NodeConfig, caps: &Caps, runtimes: &[RuntimeOffer]) -> P
     }
 }
 
+/// This host's advert at `now`, signed. `seq` must grow with every call
+/// (the publisher uses milliseconds since the epoch, bumped if needed).
+#[allow(clippy::too_many_arguments)]
+pub fn sign_advert(
+    key: &crate::identity::Keypair,
+    cfg: &NodeConfig,
+    caps: &Caps,
+    reserved: &Reserved,
+    runtimes: &[RuntimeOffer],
+    addresses: Vec<String>,
+    seq: u64,
+    now: u64,
+) -> Result<Vec<u8>, crate::protocol::SealError> {
+    use crate::protocol::{Envelope, Message};
+    let (free, slots) = free(caps, reserved);
+    let advert = CapacityAdvert {
+        version: CapacityAdvert::VERSION,
+        node: key.public(),
+        seq,
+        timestamp: now,
+        ttl_secs: cfg.network.advert_ttl_secs,
+        addresses,
+        free,
+        free_agent_slots: slots,
+        runtimes: runtimes.to_vec(),
+        prices: price_list(cfg, caps, runtimes),
+        labels: cfg.capacity.labels.clone(),
+        region: cfg.capacity.region.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    Ok(Envelope::seal(&advert, key)?.to_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

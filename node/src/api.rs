@@ -1,42 +1,81 @@
-//! The node's HTTP API: health, the agent API (later issues) and the embedded
-//! dashboard.
+//! The node's HTTP API: health, the agent API, metrics, the loopback-only
+//! dashboard API and the embedded dashboard.
+//!
+//! - `POST /api/agents/{id}/messages` `{content, threadId?, author?, context?, mentions?}`
+//!   → 202 `{taskId, status}`; needs `Authorization: Bearer <token>` (the
+//!   token `sparebox deploy` printed).
+//! - `GET /api/tasks/{id}` → `{taskId, status, result, durationMs, tokensUsed, error}`;
+//!   same token.
+//! - `GET /api/health` → `{status, uptimeS, version, peerId, tasksCompleted, agents}`.
+//! - `GET /metrics`: Prometheus text format.
+//! - Dashboard API, answered only to loopback callers: `GET /api/node`,
+//!   `/api/peers`, `/api/adverts`, `/api/agents`, `/api/usage`.
 //!
 //! `app(state)` builds the whole router, so tests can drive it with
 //! `tower::ServiceExt::oneshot` and no socket. Errors are one [`ApiError`]
 //! type rendered as `{"error": {"code", "message"}}` with a stable code;
 //! internal errors are logged and returned as a generic 500.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Serialize;
 
+use crate::adverts::{AdvertIndex, Caps};
+use crate::agents::{AgentError, Agents, NewMessage};
 use crate::identity::PublicKey;
+use crate::network::Client;
+use crate::protocol::now_secs;
 
 /// Shared state behind the API.
 #[derive(Debug)]
 pub struct ApiState {
     pub started: Instant,
     pub node: PublicKey,
+    pub agents: Arc<Agents>,
+    pub adverts: Arc<AdvertIndex>,
+    pub net: Client,
+    pub caps: Caps,
 }
 
 /// An API error with a stable code.
 #[derive(Debug)]
 pub enum ApiError {
     NotFound(String),
+    BadRequest(String),
+    Unauthorized(String),
+    Forbidden(String),
+    Conflict(&'static str, String),
     Internal(String),
+}
+
+impl From<AgentError> for ApiError {
+    fn from(e: AgentError) -> Self {
+        match e {
+            AgentError::UnknownAgent(_) => ApiError::NotFound(e.to_string()),
+            AgentError::Unauthorized(_) => ApiError::Unauthorized(e.to_string()),
+            AgentError::NotRunning(_) => ApiError::Conflict("not_running", e.to_string()),
+            AgentError::BadRequest(m) => ApiError::BadRequest(m),
+            AgentError::Store(s) => ApiError::Internal(s.to_string()),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = match self {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
+            ApiError::Conflict(code, m) => (StatusCode::CONFLICT, code, m),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "internal API error");
                 (
@@ -62,12 +101,24 @@ pub struct Health {
     pub uptime_s: u64,
     pub version: &'static str,
     pub peer_id: String,
+    pub tasks_completed: u64,
+    pub agents: usize,
 }
 
-/// The node's router.
+/// The node's router. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`: the dashboard API
+/// checks that the caller is on loopback.
 pub fn app(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/api/health", get(health))
+        .route("/api/agents/{id}/messages", post(post_message))
+        .route("/api/tasks/{id}", get(get_task))
+        .route("/metrics", get(metrics))
+        .route("/api/node", get(node_info))
+        .route("/api/peers", get(peers))
+        .route("/api/adverts", get(adverts))
+        .route("/api/agents", get(agents))
+        .route("/api/usage", get(usage))
         .route("/", get(dashboard_index))
         .route("/assets/{*path}", get(dashboard_asset))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
@@ -80,7 +131,156 @@ async fn health(State(state): State<Arc<ApiState>>) -> Json<Health> {
         uptime_s: state.started.elapsed().as_secs(),
         version: env!("CARGO_PKG_VERSION"),
         peer_id: state.node.to_peer_id(),
+        tasks_completed: state.agents.tasks_completed(),
+        agents: state.agents.list().len(),
     })
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+async fn post_message(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    state.agents.authorize(&id, bearer(&headers))?;
+    let msg: NewMessage = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("body must be {{content, threadId?, author?, context?, mentions?}}: {e}")))?;
+    if msg.content.trim().is_empty() {
+        return Err(ApiError::BadRequest("content is empty".into()));
+    }
+    let task = state.agents.submit(&id, msg)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"taskId": task.task_id, "status": task.status})),
+    )
+        .into_response())
+}
+
+async fn get_task(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<crate::protocol::rpc::TaskView>, ApiError> {
+    match state.agents.task(&id, bearer(&headers)) {
+        Ok(t) => Ok(Json(t)),
+        Err(AgentError::BadRequest(m)) => Err(ApiError::NotFound(m)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    let m = &state.agents.metrics;
+    state.agents.update_gauges();
+    m.adverts.set(state.adverts.len(now_secs()) as i64);
+    if let Ok(info) = state.net.info().await {
+        m.peers.set(info.peers.len() as i64);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response()
+}
+
+fn loopback_only(peer: SocketAddr) -> Result<(), ApiError> {
+    if peer.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "the dashboard API answers only on loopback".into(),
+        ))
+    }
+}
+
+async fn node_info(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    loopback_only(peer)?;
+    let net = state
+        .net
+        .info()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let reserved = state.agents.reserved();
+    let (free, slots) = crate::adverts::free(&state.caps, &reserved);
+    Ok(Json(serde_json::json!({
+        "peerId": state.node.to_peer_id(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptimeS": state.started.elapsed().as_secs(),
+        "listenAddrs": net.listen_addrs,
+        "externalAddrs": net.external_addrs,
+        "natStatus": net.nat_status,
+        "peers": net.peers.len(),
+        "capacity": {
+            "total": state.caps.resources,
+            "maxAgents": state.caps.agents,
+            "reserved": reserved.resources,
+            "agents": reserved.agents,
+            "free": free,
+            "freeAgentSlots": slots,
+        },
+        "usage": state.agents.usage_totals(),
+        "tasksCompleted": state.agents.tasks_completed(),
+    })))
+}
+
+async fn peers(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Result<Json<Vec<crate::network::PeerView>>, ApiError> {
+    loopback_only(peer)?;
+    let net = state
+        .net
+        .info()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(net.peers))
+}
+
+async fn adverts(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Result<Json<Vec<crate::adverts::AdvertView>>, ApiError> {
+    loopback_only(peer)?;
+    Ok(Json(state.adverts.list(now_secs())))
+}
+
+async fn agents(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Result<Json<Vec<crate::protocol::rpc::AgentView>>, ApiError> {
+    loopback_only(peer)?;
+    Ok(Json(state.agents.list()))
+}
+
+async fn usage(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    loopback_only(peer)?;
+    let per_agent: Vec<_> = state
+        .agents
+        .list()
+        .into_iter()
+        .map(|a| serde_json::json!({"agentId": a.agent_id, "offerId": a.offer_id, "usage": a.usage}))
+        .collect();
+    Ok(Json(serde_json::json!({
+        "total": state.agents.usage_totals(),
+        "agents": per_agent,
+    })))
 }
 
 /// The dashboard's files, from `web/dashboard`, embedded at build time.

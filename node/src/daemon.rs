@@ -1,23 +1,35 @@
-//! Running a node: identity, store and API, started together and stopped
-//! cleanly.
+//! Running a node: identity, store, the WASI runtime, agents, the network,
+//! adverts and the API, started together and stopped cleanly.
 //!
 //! [`Node::start`] does the work in order (each step depends on the one
 //! before): create the data dir (0700, it holds the key) → load or create the
-//! node key → open the store (which also takes the data dir's lock) → bind the
-//! API. [`Node::shutdown`] stops the API gracefully and flushes the store.
+//! node key → open the store (which also takes the data dir's lock) → build
+//! the WASI runtime → open the agents and restore those that were running →
+//! start the network → bind the API → start the advert publisher and the
+//! agents' background duties. [`Node::shutdown`] stops the API gracefully,
+//! stops the network and flushes the store.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::adverts::{self, AdvertIndex, Caps, Verdict};
+use crate::agents::{Agents, AgentsConfig, Policy};
 use crate::api::{self, ApiState};
 use crate::config::NodeConfig;
 use crate::identity::{KeyError, Keypair, PublicKey};
+use crate::metrics::Metrics;
+use crate::network::{self, Client, Inbound, NetConfig, NetError};
+use crate::protocol::rpc::{
+    ArtifactRequest, ArtifactResponse, ControlRequest, ControlResponse, DeployRequest,
+    DeployResponse, SyncResponse,
+};
+use crate::protocol::{RuntimeKind, RuntimeOffer, now_secs};
 use crate::store::{Store, StoreError};
 
 /// Why the node could not start or stop cleanly.
@@ -32,6 +44,12 @@ pub enum NodeError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("config: {0}")]
+    Config(String),
+    #[error("WASI runtime: {0}")]
+    Runtime(#[from] sparebox_sandbox::RuntimeError),
+    #[error("network: {0}")]
+    Network(#[from] NetError),
     #[error(
         "cannot listen on {addr}: {source} (is another node running? pick another with --api-addr)"
     )]
@@ -43,6 +61,51 @@ pub enum NodeError {
     Serve(std::io::Error),
 }
 
+/// The node's side of the network: gossip validation and sync go to the
+/// advert index, deploy and control to the agents. A node serves no
+/// artifacts (deployers do).
+struct NodeInbound {
+    adverts: Arc<AdvertIndex>,
+    agents: Arc<Agents>,
+    own_advert: Arc<RwLock<Option<Vec<u8>>>>,
+}
+
+#[async_trait::async_trait]
+impl Inbound for NodeInbound {
+    fn validate_advert(&self, author: Option<PublicKey>, bytes: &[u8]) -> Verdict {
+        self.adverts.validate_gossip(author, bytes, now_secs())
+    }
+    fn synced(&self, from: PublicKey, reply: SyncResponse) {
+        let now = now_secs();
+        for a in reply.adverts {
+            if let Err(code) = self.adverts.insert_synced(&a, now) {
+                tracing::debug!(%from, code, "synced advert refused");
+            }
+        }
+    }
+    fn sync(&self) -> SyncResponse {
+        let mut adverts: Vec<serde_bytes::ByteBuf> = self
+            .adverts
+            .snapshot(now_secs())
+            .into_iter()
+            .map(serde_bytes::ByteBuf::from)
+            .collect();
+        if let Some(own) = self.own_advert.read().unwrap_or_else(|p| p.into_inner()).clone() {
+            adverts.push(serde_bytes::ByteBuf::from(own));
+        }
+        SyncResponse { adverts }
+    }
+    async fn deploy(&self, from: PublicKey, req: DeployRequest) -> DeployResponse {
+        self.agents.offer(from, req).await
+    }
+    async fn control(&self, from: PublicKey, req: ControlRequest) -> ControlResponse {
+        self.agents.control(from, req).await
+    }
+    async fn artifact(&self, _from: PublicKey, _req: ArtifactRequest) -> ArtifactResponse {
+        ArtifactResponse::NotFound
+    }
+}
+
 /// A running node.
 #[derive(Debug)]
 pub struct Node {
@@ -51,8 +114,31 @@ pub struct Node {
     data_dir: PathBuf,
     api_addr: SocketAddr,
     key_created: bool,
+    net: Client,
+    listen_addrs: Vec<String>,
+    agents: Arc<Agents>,
+    restored: usize,
     stop_api: Option<oneshot::Sender<()>>,
     api_task: JoinHandle<std::io::Result<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The LLM provider from config, if one is configured.
+fn llm_provider(
+    cfg: &NodeConfig,
+) -> Result<Option<Arc<dyn sparebox_sandbox::llm::LlmProvider>>, NodeError> {
+    let Some(url) = &cfg.llm.base_url else {
+        return Ok(None);
+    };
+    let key = std::env::var(&cfg.llm.api_key_env).ok();
+    let p = sparebox_sandbox::llm::OpenAiProvider::new(
+        url,
+        key,
+        cfg.llm.models.clone(),
+        Duration::from_secs(120),
+    )
+    .map_err(|e| NodeError::Config(format!("llm.base_url: {e}")))?;
+    Ok(Some(Arc::new(p)))
 }
 
 impl Node {
@@ -63,7 +149,36 @@ impl Node {
         let (key, key_created) = Keypair::load_or_create(&data_dir.join("node.key"))?;
         let store = Store::open(&data_dir)?;
         let starts = store.record_start()?;
+        let me = key.public();
 
+        let allowed = config
+            .allowed_deployer_keys()
+            .map_err(|(i, e)| NodeError::Config(format!("direct.allowed_deployers[{i}]: {e}")))?;
+        let caps = Caps::from_config(config);
+        let mut wasm_cfg = sparebox_sandbox::wasm::WasmConfig::new(data_dir.join("wasm"));
+        wasm_cfg.max_memory_per_agent = (caps.resources.memory_mib as usize) << 20;
+        let wasm = Arc::new(sparebox_sandbox::wasm::WasmRuntime::new(
+            wasm_cfg,
+            store.db().clone(),
+            llm_provider(config)?,
+        )?);
+        let metrics = Arc::new(Metrics::default());
+        // Only runtimes this build can run are offered (OpenClaw comes later).
+        let runtimes: Vec<RuntimeOffer> = config
+            .capacity
+            .runtimes
+            .iter()
+            .filter(|r| **r == RuntimeKind::Wasi)
+            .map(|r| RuntimeOffer {
+                kind: *r,
+                version: "wasmtime-48".into(),
+            })
+            .collect();
+        let api_url = config
+            .api
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.api.addr));
         let listener = tokio::net::TcpListener::bind(config.api.addr)
             .await
             .map_err(|source| NodeError::Bind {
@@ -74,27 +189,101 @@ impl Node {
             addr: config.api.addr,
             source,
         })?;
+        let api_url = if config.api.public_url.is_none() {
+            format!("http://{api_addr}")
+        } else {
+            api_url
+        };
+        let agents = Agents::open(
+            key.clone(),
+            AgentsConfig {
+                policy: Policy {
+                    me,
+                    max_skew_secs: config.admission.max_clock_skew_secs,
+                    direct_enabled: config.direct.enabled,
+                    allowed_deployers: allowed,
+                    runtimes: runtimes.iter().map(|r| r.kind).collect(),
+                    prices: config.capacity.prices.clone(),
+                    caps,
+                },
+                api_url,
+                data_dir: data_dir.clone(),
+            },
+            &store,
+            wasm,
+            metrics,
+        )?;
+        let restored = agents.restore().await;
+
+        let adverts = Arc::new(AdvertIndex::new(
+            Some(me),
+            config.admission.max_clock_skew_secs,
+        ));
+        let own_advert = Arc::new(RwLock::new(None));
+        let inbound = Arc::new(NodeInbound {
+            adverts: adverts.clone(),
+            agents: agents.clone(),
+            own_advert: own_advert.clone(),
+        });
+        let net_cfg = NetConfig {
+            listen: config.network.listen.clone(),
+            bootstrap: config.network.bootstrap.clone(),
+            mdns: config.network.mdns,
+            max_connections: config.network.max_connections,
+            ..NetConfig::default()
+        };
+        let (net, net_task) = network::start(&key, net_cfg, inbound).await?;
+        agents.set_network(net.clone());
+        let listen_addrs = net.info().await.map(|i| i.listen_addrs).unwrap_or_default();
+
         let state = Arc::new(ApiState {
             started: Instant::now(),
-            node: key.public(),
+            node: me,
+            agents: agents.clone(),
+            adverts: adverts.clone(),
+            net: net.clone(),
+            caps,
         });
         let (stop_api, stopped) = oneshot::channel::<()>();
         let api_task = tokio::spawn(async move {
-            axum::serve(listener, api::app(state))
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
+            axum::serve(
+                listener,
+                api::app(state).into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
         });
-        tracing::info!(peer_id = %key.public(), data_dir = %data_dir.display(), %api_addr, starts, "node started");
+
+        let publisher = tokio::spawn(publish_adverts(
+            key.clone(),
+            config.clone(),
+            caps,
+            runtimes,
+            agents.clone(),
+            adverts,
+            net.clone(),
+            own_advert,
+        ));
+        let background = tokio::spawn(agents.clone().run_background());
+        let net_join = tokio::spawn(async move {
+            let _ = net_task.await;
+        });
+        tracing::info!(peer_id = %me, data_dir = %data_dir.display(), %api_addr, starts, restored, "node started");
         Ok(Node {
             key,
             store,
             data_dir,
             api_addr,
             key_created,
+            net,
+            listen_addrs,
+            agents,
+            restored,
             stop_api: Some(stop_api),
             api_task,
+            tasks: vec![publisher, background, net_join],
         })
     }
 
@@ -111,8 +300,27 @@ impl Node {
     pub fn key_created(&self) -> bool {
         self.key_created
     }
+    /// The libp2p listen addresses, each ending in `/p2p/<PeerId>`.
+    pub fn listen_addrs(&self) -> Vec<String> {
+        let id = self.key.public().to_peer_id();
+        self.listen_addrs
+            .iter()
+            .map(|a| format!("{a}/p2p/{id}"))
+            .collect()
+    }
+    /// Agents restored from the store at start.
+    pub fn restored(&self) -> usize {
+        self.restored
+    }
+    pub fn agents(&self) -> &Arc<Agents> {
+        &self.agents
+    }
+    pub fn network(&self) -> &Client {
+        &self.net
+    }
 
-    /// Stops the API (letting requests in flight finish) and flushes the store.
+    /// Stops the API (letting requests in flight finish), the network and
+    /// the background tasks, and flushes the store.
     pub async fn shutdown(mut self) -> Result<(), NodeError> {
         if let Some(stop) = self.stop_api.take() {
             let _ = stop.send(());
@@ -122,9 +330,75 @@ impl Node {
             Ok(Err(e)) => return Err(NodeError::Serve(e)),
             Err(e) => return Err(NodeError::Serve(std::io::Error::other(e))),
         }
+        self.net.shutdown().await;
+        for t in &self.tasks {
+            t.abort();
+        }
         self.store.flush()?;
         tracing::info!("node stopped");
         Ok(())
+    }
+}
+
+/// Publishes this host's advert when capacity changes and on the interval.
+/// `seq` is milliseconds since the epoch (bumped if the clock stalls), so it
+/// keeps growing across restarts.
+#[allow(clippy::too_many_arguments)]
+async fn publish_adverts(
+    key: Keypair,
+    cfg: NodeConfig,
+    caps: Caps,
+    runtimes: Vec<RuntimeOffer>,
+    agents: Arc<Agents>,
+    index: Arc<AdvertIndex>,
+    net: Client,
+    own: Arc<RwLock<Option<Vec<u8>>>>,
+) {
+    let interval = Duration::from_secs(cfg.network.advert_interval_secs);
+    let mut seq = 0u64;
+    let mut published = false;
+    loop {
+        let info = net.info().await.ok();
+        let addrs: Vec<String> = info
+            .as_ref()
+            .map(|i| {
+                i.listen_addrs
+                    .iter()
+                    .chain(i.external_addrs.iter())
+                    .map(|a| format!("{a}/p2p/{}", i.peer_id))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        seq = millis.max(seq + 1);
+        match adverts::sign_advert(
+            &key,
+            &cfg,
+            &caps,
+            &agents.reserved(),
+            &runtimes,
+            addrs,
+            seq,
+            now_secs(),
+        ) {
+            Ok(bytes) => {
+                *own.write().unwrap_or_else(|p| p.into_inner()) = Some(bytes.clone());
+                match net.publish_advert(bytes).await {
+                    Ok(sent) => published |= sent,
+                    Err(e) => tracing::warn!("advert not published: {e}"),
+                }
+            }
+            Err(e) => tracing::error!("cannot sign the advert: {e}"),
+        }
+        index.purge(now_secs());
+        // Until the first advert reaches a peer, retry every second.
+        let wait = if published { interval } else { Duration::from_secs(1) };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = agents.changed.notified() => {}
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use crate::protocol::{Envelope, Message};
 
 pub const OFFER_FORMAT: &str = "sparebox-offer/1";
 pub const VOUCHER_FORMAT: &str = "sparebox-voucher/1";
+pub const AGENT_FORMAT: &str = "sparebox-agent/1";
 /// Largest signed file read, in bytes.
 const MAX_FILE: u64 = 1024 * 1024;
 
@@ -33,6 +34,80 @@ pub struct OfferFile {
 pub struct VoucherFile {
     pub format: String,
     pub voucher: String,
+}
+
+/// What the CLI keeps about an agent it deployed, in
+/// `$XDG_DATA_HOME/sparebox/deployer/agents/<agent-id>.json` (mode 0600: it
+/// holds the agent's bearer token).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentFile {
+    pub format: String,
+    pub agent_id: String,
+    pub name: String,
+    /// The host's PeerId.
+    pub host: String,
+    /// A multiaddr the host was reached at.
+    pub addr: String,
+    pub offer_id: String,
+    /// Hex of the host-signed agreement envelope.
+    pub agreement: String,
+    pub api_url: String,
+    pub token: String,
+    pub created_at: u64,
+}
+
+pub fn agents_dir() -> std::path::PathBuf {
+    crate::identity::paths::deployer_state().join("agents")
+}
+
+/// Saves an agent file with mode 0600.
+pub fn save_agent(file: &AgentFile) -> anyhow::Result<std::path::PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = agents_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("{}.json", file.agent_id));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut text = serde_json::to_string_pretty(file)?;
+    text.push('\n');
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// Every saved agent, sorted by id.
+pub fn list_agents() -> anyhow::Result<Vec<AgentFile>> {
+    let dir = agents_dir();
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(out);
+    };
+    for e in entries.flatten() {
+        if e.path().extension().is_some_and(|x| x == "json") {
+            out.push(read_json::<AgentFile>(&e.path(), "agent")?);
+        }
+    }
+    out.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+    Ok(out)
+}
+
+/// One saved agent, by id.
+pub fn load_agent(id: &str) -> anyhow::Result<AgentFile> {
+    let path = agents_dir().join(format!("{id}.json"));
+    if !path.exists() {
+        bail!(
+            "no agent `{id}` deployed from this machine (see `sparebox agents list`; files in {})",
+            agents_dir().display()
+        );
+    }
+    read_json(&path, "agent")
 }
 
 pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, what: &str) -> anyhow::Result<T> {

@@ -1,9 +1,13 @@
 //! The `sparebox` command line. Each subcommand lives in its own module;
 //! `main` parses, sets up logging and maps errors to exit codes.
 
+mod agents;
+mod deploy;
 mod files;
+mod hosts;
 mod keys;
 mod logging;
+mod net;
 mod node;
 mod offer;
 mod spec;
@@ -35,6 +39,13 @@ pub struct Cli {
 enum Command {
     /// Run a host node: advertise spare capacity and run agents.
     Node(node::NodeArgs),
+    /// List hosts on the network, with their free capacity and prices.
+    Hosts(hosts::HostsArgs),
+    /// Deploy an agent to a host: sign an offer, send it, keep the agreement.
+    Deploy(deploy::DeployArgs),
+    /// List and control agents deployed from this machine.
+    #[command(subcommand)]
+    Agents(agents::AgentsCommand),
     /// Create and show ed25519 identity keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -76,6 +87,18 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Node(args) => node::run(args, cli.log_format),
+        Command::Hosts(args) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            hosts::run(args)
+        }
+        Command::Deploy(args) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            deploy::run(args)
+        }
+        Command::Agents(cmd) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            agents::run(cmd)
+        }
         Command::Keys(cmd) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");
             keys::run(cmd)

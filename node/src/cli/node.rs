@@ -21,6 +21,16 @@ pub struct NodeArgs {
     /// API and dashboard address [default: 127.0.0.1:7878]. Port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
     api_addr: Option<SocketAddr>,
+    /// libp2p address to listen on, e.g. /ip4/0.0.0.0/tcp/4001; repeatable
+    /// [default: TCP and QUIC on port 4001].
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<String>,
+    /// Peer to join the network through (…/p2p/<PeerId>); repeatable.
+    #[arg(long, value_name = "MULTIADDR")]
+    bootstrap: Vec<String>,
+    /// Do not look for peers on the local network with mDNS.
+    #[arg(long)]
+    no_mdns: bool,
 }
 
 pub fn run(args: NodeArgs, log_format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
@@ -30,6 +40,17 @@ pub fn run(args: NodeArgs, log_format: Option<LogFormat>) -> anyhow::Result<Exit
     }
     if let Some(addr) = args.api_addr {
         config.api.addr = addr;
+    }
+    if !args.listen.is_empty() {
+        config.network.listen = args.listen;
+    }
+    config.network.bootstrap.extend(args.bootstrap);
+    if args.no_mdns {
+        config.network.mdns = false;
+    }
+    for a in config.network.listen.iter().chain(&config.network.bootstrap) {
+        a.parse::<libp2p::Multiaddr>()
+            .with_context(|| format!("`{a}` is not a multiaddr"))?;
     }
     if let Some(f) = log_format {
         config.log.format = f;
@@ -47,6 +68,12 @@ pub fn run(args: NodeArgs, log_format: Option<LogFormat>) -> anyhow::Result<Exit
         println!("  peer id:  {}", node.public_key());
         println!("  data dir: {}", node.data_dir().display());
         println!("  api:      http://{}", node.api_addr());
+        for a in node.listen_addrs() {
+            println!("  listen:   {a}");
+        }
+        if node.restored() > 0 {
+            println!("  restored: {} agents", node.restored());
+        }
         if node.key_created() {
             println!("  (created a new node key in the data dir)");
         }

@@ -76,79 +76,15 @@ pub fn run(cmd: OfferCommand) -> anyhow::Result<ExitCode> {
             out,
             force,
         } => {
-            let max_ttl = DeploymentOffer::MAX_LIFETIME_SECS.unwrap_or(u64::MAX);
-            if ttl.as_secs() == 0 || ttl.as_secs() > max_ttl {
-                bail!(
-                    "--ttl {} is outside 1s..=24h",
-                    humantime::format_duration(ttl)
-                );
-            }
-            let key_path = key.unwrap_or_else(paths::deployer_key);
-            let key = Keypair::load(&key_path)?;
-            let parsed = AgentSpec::load(&spec)?;
-            let base = spec.parent().unwrap_or_else(|| Path::new("."));
-            let (resolved, _) = parsed.resolve(base)?;
-
-            let (payment, currency, cap) = match &voucher {
-                None => (Payment::Direct, "usd".to_string(), 0),
-                Some(path) => {
-                    let file: VoucherFile = files::read_json(path, "voucher")?;
-                    if file.format != files::VOUCHER_FORMAT {
-                        bail!(
-                            "{}: format `{}` is not {}",
-                            path.display(),
-                            file.format,
-                            files::VOUCHER_FORMAT
-                        );
-                    }
-                    let env = files::envelope_from_hex::<Voucher>(&file.voucher, path)?;
-                    let v = env.verify::<Voucher>(&Checks::now()).with_context(|| {
-                        format!("voucher {} failed verification", path.display())
-                    })?;
-                    if v.message.deployer != key.public() {
-                        bail!(
-                            "voucher {} is for deployer {}, not for this key ({})",
-                            path.display(),
-                            v.message.deployer,
-                            key.public()
-                        );
-                    }
-                    (
-                        Payment::Voucher(v.envelope),
-                        v.message.currency,
-                        v.message.cap_cents,
-                    )
-                }
-            };
-            if voucher.is_none() && (price_per_hour > 0 || price_per_1k_tokens > 0) {
-                bail!("a priced offer needs --voucher to pay with; direct offers are free");
-            }
-            let max_total_cents = max_total.unwrap_or(cap);
-            if max_total_cents > cap {
-                bail!("--max-total {max_total_cents} is more than the voucher's cap ({cap} cents)");
-            }
-
-            let now = now_secs();
-            let offer = DeploymentOffer {
-                version: DeploymentOffer::VERSION,
-                offer_id: Id::random().context("no randomness for the offer id")?,
-                deployer: key.public(),
+            let key = Keypair::load(&key.unwrap_or_else(paths::deployer_key))?;
+            let Signed { env, offer, resolved, .. } = sign(
+                &spec,
                 host,
-                issued_at: now,
-                expires_at: now + ttl.as_secs(),
-                nonce: Id::random().context("no randomness for the nonce")?,
-                spec_sha256: resolved.sha256,
-                runtime: resolved.spec.runtime,
-                resources: resolved.spec.resource_request(),
-                price: PriceTerms {
-                    currency,
-                    cents_per_hour: price_per_hour,
-                    cents_per_1k_tokens: price_per_1k_tokens,
-                    max_total_cents,
-                },
-                payment,
-            };
-            let env = Envelope::seal(&offer, &key)?;
+                &key,
+                ttl,
+                voucher.as_deref(),
+                Prices { per_hour: price_per_hour, per_1k_tokens: price_per_1k_tokens, max_total },
+            )?;
             let file = OfferFile {
                 format: files::OFFER_FORMAT.into(),
                 offer: hex::encode(env.to_bytes()),
@@ -256,4 +192,110 @@ fn inspect(path: &Path, host: Option<PublicKey>, json: bool) -> anyhow::Result<E
         Payment::Voucher(v) => println!("  payment:   voucher signed by {}", v.signer),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prices an offer names.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Prices {
+    pub per_hour: u64,
+    pub per_1k_tokens: u64,
+    pub max_total: Option<u64>,
+}
+
+/// A freshly signed offer and what it commits to.
+#[derive(Debug)]
+pub struct Signed {
+    pub env: Envelope,
+    pub offer: DeploymentOffer,
+    pub resolved: ResolvedSpec,
+    /// The WASI component's path, for serving it to the host.
+    pub artifact: Option<PathBuf>,
+}
+
+/// Resolves `spec` and signs an offer for `host` with `key`.
+pub fn sign(
+    spec: &Path,
+    host: PublicKey,
+    key: &Keypair,
+    ttl: Duration,
+    voucher: Option<&Path>,
+    prices: Prices,
+) -> anyhow::Result<Signed> {
+    let max_ttl = DeploymentOffer::MAX_LIFETIME_SECS.unwrap_or(u64::MAX);
+    if ttl.as_secs() == 0 || ttl.as_secs() > max_ttl {
+        bail!(
+            "--ttl {} is outside 1s..=24h",
+            humantime::format_duration(ttl)
+        );
+    }
+    let parsed = AgentSpec::load(spec)?;
+    let base = spec.parent().unwrap_or_else(|| Path::new("."));
+    let (resolved, artifact) = parsed.resolve(base)?;
+
+    let (payment, currency, cap) = match voucher {
+        None => (Payment::Direct, "usd".to_string(), 0),
+        Some(path) => {
+            let file: VoucherFile = files::read_json(path, "voucher")?;
+            if file.format != files::VOUCHER_FORMAT {
+                bail!(
+                    "{}: format `{}` is not {}",
+                    path.display(),
+                    file.format,
+                    files::VOUCHER_FORMAT
+                );
+            }
+            let env = files::envelope_from_hex::<Voucher>(&file.voucher, path)?;
+            let v = env.verify::<Voucher>(&Checks::now()).with_context(|| {
+                format!("voucher {} failed verification", path.display())
+            })?;
+            if v.message.deployer != key.public() {
+                bail!(
+                    "voucher {} is for deployer {}, not for this key ({})",
+                    path.display(),
+                    v.message.deployer,
+                    key.public()
+                );
+            }
+            (
+                Payment::Voucher(v.envelope),
+                v.message.currency,
+                v.message.cap_cents,
+            )
+        }
+    };
+    if voucher.is_none() && (prices.per_hour > 0 || prices.per_1k_tokens > 0) {
+        bail!("a priced offer needs --voucher to pay with; direct offers are free");
+    }
+    let max_total_cents = prices.max_total.unwrap_or(cap);
+    if max_total_cents > cap {
+        bail!("--max-total {max_total_cents} is more than the voucher's cap ({cap} cents)");
+    }
+
+    let now = now_secs();
+    let offer = DeploymentOffer {
+        version: DeploymentOffer::VERSION,
+        offer_id: Id::random().context("no randomness for the offer id")?,
+        deployer: key.public(),
+        host,
+        issued_at: now,
+        expires_at: now + ttl.as_secs(),
+        nonce: Id::random().context("no randomness for the nonce")?,
+        spec_sha256: resolved.sha256,
+        runtime: resolved.spec.runtime,
+        resources: resolved.spec.resource_request(),
+        price: PriceTerms {
+            currency,
+            cents_per_hour: prices.per_hour,
+            cents_per_1k_tokens: prices.per_1k_tokens,
+            max_total_cents,
+        },
+        payment,
+    };
+    let env = Envelope::seal(&offer, key)?;
+    Ok(Signed {
+        env,
+        offer,
+        resolved,
+        artifact,
+    })
 }

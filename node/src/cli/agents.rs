@@ -1,0 +1,208 @@
+//! `sparebox agents`: list and control agents deployed from this machine,
+//! with commands signed by the deployer key and sent over
+//! `/sparebox/control/1`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::files;
+use super::net::{self, Light};
+use crate::identity::{Keypair, PublicKey, paths};
+use crate::protocol::rpc::{ControlRequest, ControlResponse};
+use crate::protocol::{ControlAction, ControlCommand, Envelope, Id, Message, now_secs};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AgentsCommand {
+    /// List agents deployed from this machine.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an agent's state and usage.
+    Status(Target),
+    /// Start a stopped agent.
+    Start(Target),
+    /// Stop an agent (it keeps its data and can be started again).
+    Stop(Target),
+    /// Stop and start an agent.
+    Restart(Target),
+    /// Remove an agent and its data from the host.
+    Undeploy(Target),
+    /// Show an agent's last log lines.
+    Logs {
+        #[command(flatten)]
+        target: Target,
+        /// How many lines.
+        #[arg(long, default_value_t = 100)]
+        tail: u32,
+    },
+    /// Send a message to an agent and print its answer.
+    Send {
+        #[command(flatten)]
+        target: Target,
+        /// The message.
+        #[arg(required = true)]
+        message: Vec<String>,
+        /// Conversation thread id.
+        #[arg(long)]
+        thread: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// The agent id (see `sparebox agents list`).
+    id: String,
+    /// Deployer key [default: $XDG_DATA_HOME/sparebox/keys/deployer.key].
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cmd: AgentsCommand) -> anyhow::Result<ExitCode> {
+    let (target, action) = match cmd {
+        AgentsCommand::List { json } => return list(json),
+        AgentsCommand::Status(t) => (t, ControlAction::Status),
+        AgentsCommand::Start(t) => (t, ControlAction::Start),
+        AgentsCommand::Stop(t) => (t, ControlAction::Stop),
+        AgentsCommand::Restart(t) => (t, ControlAction::Restart),
+        AgentsCommand::Undeploy(t) => (t, ControlAction::Undeploy),
+        AgentsCommand::Logs { target, tail } => (target, ControlAction::Logs { tail }),
+        AgentsCommand::Send {
+            target,
+            message,
+            thread,
+        } => (
+            target,
+            ControlAction::Message {
+                content: message.join(" "),
+                thread_id: thread,
+            },
+        ),
+    };
+    control(target, action)
+}
+
+fn list(json: bool) -> anyhow::Result<ExitCode> {
+    let agents = files::list_agents()?;
+    if json {
+        let v: Vec<_> = agents
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "agentId": a.agent_id, "name": a.name, "host": a.host,
+                    "addr": a.addr, "apiUrl": a.api_url, "offerId": a.offer_id,
+                    "createdAt": a.created_at,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if agents.is_empty() {
+        eprintln!("no agents deployed from this machine yet (deploy one with `sparebox deploy SPEC --host PEERID`)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<28} {:<54} {}", "AGENT", "HOST", "API");
+    for a in agents {
+        println!("{:<28} {:<54} {}", a.agent_id, a.host, a.api_url);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn control(target: Target, action: ControlAction) -> anyhow::Result<ExitCode> {
+    let file = files::load_agent(&target.id)?;
+    let key = Keypair::load(&target.key.clone().unwrap_or_else(paths::deployer_key))?;
+    let host: PublicKey = file
+        .host
+        .parse()
+        .with_context(|| format!("agent file for {} has a bad host", file.agent_id))?;
+    let mut offer_id = [0u8; 16];
+    hex::decode_to_slice(&file.offer_id, &mut offer_id)
+        .with_context(|| format!("agent file for {} has a bad offer id", file.agent_id))?;
+    let now = now_secs();
+    let name = action.name();
+    let is_undeploy = matches!(action, ControlAction::Undeploy);
+    let cmd = ControlCommand {
+        version: ControlCommand::VERSION,
+        command_id: Id::random()?,
+        deployer: key.public(),
+        host,
+        offer_id: Id(offer_id),
+        agent_id: file.agent_id.clone(),
+        issued_at: now,
+        expires_at: now + 300,
+        nonce: Id::random()?,
+        action,
+    };
+    let env = Envelope::seal(&cmd, &key)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let reply = rt.block_on(async {
+        let client = net::start(Arc::new(Light::default()), vec![file.addr.clone()], false).await?;
+        let r = tokio::time::timeout(
+            Duration::from_secs(150),
+            client.control(host, Some(file.addr.clone()), ControlRequest { command: env.to_bytes() }),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("the host did not answer within 150 s"))?;
+        client.shutdown().await;
+        r.map_err(|e| anyhow::anyhow!("{e} [{}]", e.code()))
+    })?;
+    match reply {
+        ControlResponse::Rejected(r) => {
+            eprintln!("error: {name} refused: {} [{}]", r.message, r.code);
+            if target.json {
+                println!("{}", serde_json::json!({"ok": false, "code": r.code, "message": r.message}));
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+        ControlResponse::Agent(view) => {
+            if is_undeploy {
+                let _ = std::fs::remove_file(files::agents_dir().join(format!("{}.json", file.agent_id)));
+            }
+            if target.json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                println!("{}: {}", view.agent_id, view.state);
+                if let Some(r) = &view.reason {
+                    println!("  reason: {r}");
+                }
+                let u = &view.usage;
+                println!(
+                    "  usage:  {} tasks, {} tokens, {} s running, {} ms CPU, {} MiB·s",
+                    u.tasks, u.tokens, u.wall_secs, u.cpu_ms, u.memory_mib_secs
+                );
+            }
+        }
+        ControlResponse::Logs { lines } => {
+            if target.json {
+                println!("{}", serde_json::to_string_pretty(&lines)?);
+            } else {
+                for l in lines {
+                    println!("{l}");
+                }
+            }
+        }
+        ControlResponse::Reply(task) => {
+            if target.json {
+                println!("{}", serde_json::to_string_pretty(&task)?);
+            } else if task.status == "completed" {
+                println!("{}", task.result.unwrap_or_default());
+            } else {
+                eprintln!(
+                    "error: the task failed: {} [{}]",
+                    task.result.unwrap_or_default(),
+                    task.error.unwrap_or_default()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
