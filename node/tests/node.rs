@@ -102,6 +102,9 @@ async fn second_node_on_same_data_dir_fails_clearly() {
             data.to_str().unwrap(),
             "--api-addr",
             "127.0.0.1:0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-mdns",
         ]);
         assert!(err.contains("another sparebox node"), "{err}");
         // A taken API port is explained too.
@@ -112,6 +115,9 @@ async fn second_node_on_same_data_dir_fails_clearly() {
             sb.path("other").to_str().unwrap(),
             "--api-addr",
             &addr,
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--no-mdns",
         ]);
         assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
         assert_eq!(first.signal_and_wait(Signal::SIGTERM), Some(0));

@@ -65,11 +65,13 @@ pub struct NodeProc {
 }
 
 impl NodeProc {
-    /// Starts a node with `args` and waits (≤ 30 s) for its banner.
+    /// Starts a node with `args` and waits (≤ 30 s) for its banner. The
+    /// node listens on loopback only, with mDNS off (no LAN traffic).
     pub fn start(sb: &Sandbox, args: &[&str]) -> NodeProc {
         let mut child = sb
             .cmd()
             .arg("node")
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
