@@ -152,8 +152,11 @@ async fn post_message(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     state.agents.authorize(&id, bearer(&headers))?;
-    let msg: NewMessage = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("body must be {{content, threadId?, author?, context?, mentions?}}: {e}")))?;
+    let msg: NewMessage = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "body must be {{content, threadId?, author?, context?, mentions?}}: {e}"
+        ))
+    })?;
     if msg.content.trim().is_empty() {
         return Err(ApiError::BadRequest("content is empty".into()));
     }
@@ -275,7 +278,9 @@ async fn usage(
         .agents
         .list()
         .into_iter()
-        .map(|a| serde_json::json!({"agentId": a.agent_id, "offerId": a.offer_id, "usage": a.usage}))
+        .map(
+            |a| serde_json::json!({"agentId": a.agent_id, "offerId": a.offer_id, "usage": a.usage}),
+        )
         .collect();
     Ok(Json(serde_json::json!({
         "total": state.agents.usage_totals(),

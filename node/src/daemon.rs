@@ -90,7 +90,12 @@ impl Inbound for NodeInbound {
             .into_iter()
             .map(serde_bytes::ByteBuf::from)
             .collect();
-        if let Some(own) = self.own_advert.read().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(own) = self
+            .own_advert
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
             adverts.push(serde_bytes::ByteBuf::from(own));
         }
         SyncResponse { adverts }
@@ -267,9 +272,6 @@ impl Node {
             own_advert,
         ));
         let background = tokio::spawn(agents.clone().run_background());
-        let net_join = tokio::spawn(async move {
-            let _ = net_task.await;
-        });
         tracing::info!(peer_id = %me, data_dir = %data_dir.display(), %api_addr, starts, restored, "node started");
         Ok(Node {
             key,
@@ -283,7 +285,7 @@ impl Node {
             restored,
             stop_api: Some(stop_api),
             api_task,
-            tasks: vec![publisher, background, net_join],
+            tasks: vec![publisher, background, net_task],
         })
     }
 
@@ -333,6 +335,11 @@ impl Node {
         self.net.shutdown().await;
         for t in &self.tasks {
             t.abort();
+        }
+        // Wait for every task to drop what it holds, so the database (and
+        // its lock) is released when this returns.
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
         }
         self.store.flush()?;
         tracing::info!("node stopped");
@@ -394,7 +401,11 @@ async fn publish_adverts(
         }
         index.purge(now_secs());
         // Until the first advert reaches a peer, retry every second.
-        let wait = if published { interval } else { Duration::from_secs(1) };
+        let wait = if published {
+            interval
+        } else {
+            Duration::from_secs(1)
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = agents.changed.notified() => {}

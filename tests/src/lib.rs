@@ -60,3 +60,86 @@ pub async fn within<T>(limit: Duration, fut: impl std::future::Future<Output = T
         Err(_) => panic!("scenario did not finish within {limit:?}"),
     }
 }
+
+/// The `sparebox` binary next to this test executable (cargo builds every
+/// workspace binary before running workspace tests).
+pub fn sparebox_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(|d| {
+            if d.ends_with("deps") {
+                d.parent()
+            } else {
+                Some(d)
+            }
+        })
+        .expect("target dir");
+    let bin = dir.join("sparebox");
+    assert!(
+        bin.exists(),
+        "{} not built; run the tests with `cargo nextest run --workspace`",
+        bin.display()
+    );
+    bin
+}
+
+/// A deployer: a key in a temp XDG home, and the CLI run with that home.
+#[derive(Debug)]
+pub struct Deployer {
+    pub home: tempfile::TempDir,
+    pub key: sparebox_node::identity::Keypair,
+}
+
+impl Deployer {
+    pub fn new() -> anyhow::Result<Deployer> {
+        let home = tempfile::tempdir()?;
+        let key = sparebox_node::identity::Keypair::generate()?;
+        key.save(&home.path().join("data/sparebox/keys/deployer.key"), false)?;
+        Ok(Deployer { home, key })
+    }
+
+    /// Runs `sparebox ARGS` as this deployer; returns (success, stdout, stderr).
+    pub async fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = tokio::process::Command::new(sparebox_bin())
+            .args(args)
+            .env("HOME", self.home.path())
+            .env("XDG_DATA_HOME", self.home.path().join("data"))
+            .env("XDG_CONFIG_HOME", self.home.path().join("config"))
+            .env_remove("RUST_LOG")
+            .output()
+            .await
+            .expect("run sparebox");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+/// The repository root (for example specs and guest components).
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("{what}: not within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::files;
-use super::net::{self, Light};
 use crate::identity::{Keypair, PublicKey, paths};
+use crate::network::light::{self as net, Light};
 use crate::protocol::rpc::{ControlRequest, ControlResponse};
 use crate::protocol::{ControlAction, ControlCommand, Envelope, Id, Message, now_secs};
 
@@ -60,6 +60,10 @@ pub struct Target {
     /// Deployer key [default: $XDG_DATA_HOME/sparebox/keys/deployer.key].
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
+    /// The host's current address, if it moved since the deploy (the
+    /// saved address is updated when the command succeeds).
+    #[arg(long, value_name = "MULTIADDR")]
+    addr: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -106,7 +110,9 @@ fn list(json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if agents.is_empty() {
-        eprintln!("no agents deployed from this machine yet (deploy one with `sparebox deploy SPEC --host PEERID`)");
+        eprintln!(
+            "no agents deployed from this machine yet (deploy one with `sparebox deploy SPEC --host PEERID`)"
+        );
         return Ok(ExitCode::SUCCESS);
     }
     println!("{:<28} {:<54} {}", "AGENT", "HOST", "API");
@@ -117,7 +123,15 @@ fn list(json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn control(target: Target, action: ControlAction) -> anyhow::Result<ExitCode> {
-    let file = files::load_agent(&target.id)?;
+    let mut file = files::load_agent(&target.id)?;
+    let moved = target.addr.is_some();
+    if let Some(a) = &target.addr {
+        file.addr = if a.contains("/p2p/") {
+            a.clone()
+        } else {
+            format!("{a}/p2p/{}", file.host)
+        };
+    }
     let key = Keypair::load(&target.key.clone().unwrap_or_else(paths::deployer_key))?;
     let host: PublicKey = file
         .host
@@ -147,7 +161,13 @@ fn control(target: Target, action: ControlAction) -> anyhow::Result<ExitCode> {
         let client = net::start(Arc::new(Light::default()), vec![file.addr.clone()], false).await?;
         let r = tokio::time::timeout(
             Duration::from_secs(150),
-            client.control(host, Some(file.addr.clone()), ControlRequest { command: env.to_bytes() }),
+            client.control(
+                host,
+                Some(file.addr.clone()),
+                ControlRequest {
+                    command: env.to_bytes(),
+                },
+            ),
         )
         .await
         .map_err(|_| anyhow::anyhow!("the host did not answer within 150 s"))?;
@@ -158,13 +178,21 @@ fn control(target: Target, action: ControlAction) -> anyhow::Result<ExitCode> {
         ControlResponse::Rejected(r) => {
             eprintln!("error: {name} refused: {} [{}]", r.message, r.code);
             if target.json {
-                println!("{}", serde_json::json!({"ok": false, "code": r.code, "message": r.message}));
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "code": r.code, "message": r.message})
+                );
             }
             return Ok(ExitCode::FAILURE);
         }
         ControlResponse::Agent(view) => {
+            if moved && !is_undeploy {
+                files::save_agent(&file)?;
+            }
             if is_undeploy {
-                let _ = std::fs::remove_file(files::agents_dir().join(format!("{}.json", file.agent_id)));
+                let _ = std::fs::remove_file(
+                    files::agents_dir().join(format!("{}.json", file.agent_id)),
+                );
             }
             if target.json {
                 println!("{}", serde_json::to_string_pretty(&view)?);

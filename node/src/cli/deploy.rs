@@ -10,9 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use super::files::{self, AgentFile};
-use super::net::{self, Light};
 use super::offer::{self, Prices};
 use crate::identity::{Keypair, PublicKey, paths};
+use crate::network::light::{self as net, Light};
 use crate::protocol::rpc::{DeployRequest, DeployResponse};
 use crate::protocol::{Agreement, Checks, open, sha256};
 

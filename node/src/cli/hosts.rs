@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::adverts::{AdvertIndex, AdvertView};
 use crate::protocol::{RuntimeKind, now_secs};
 
-use super::net::{self, Light};
+use crate::network::light::{self as net, Light};
 
 #[derive(Debug, clap::Args)]
 pub struct HostsArgs {

@@ -7,7 +7,6 @@ mod files;
 mod hosts;
 mod keys;
 mod logging;
-mod net;
 mod node;
 mod offer;
 mod spec;

@@ -48,7 +48,12 @@ pub fn run(args: NodeArgs, log_format: Option<LogFormat>) -> anyhow::Result<Exit
     if args.no_mdns {
         config.network.mdns = false;
     }
-    for a in config.network.listen.iter().chain(&config.network.bootstrap) {
+    for a in config
+        .network
+        .listen
+        .iter()
+        .chain(&config.network.bootstrap)
+    {
         a.parse::<libp2p::Multiaddr>()
             .with_context(|| format!("`{a}` is not a multiaddr"))?;
     }

@@ -77,13 +77,22 @@ pub fn run(cmd: OfferCommand) -> anyhow::Result<ExitCode> {
             force,
         } => {
             let key = Keypair::load(&key.unwrap_or_else(paths::deployer_key))?;
-            let Signed { env, offer, resolved, .. } = sign(
+            let Signed {
+                env,
+                offer,
+                resolved,
+                ..
+            } = sign(
                 &spec,
                 host,
                 &key,
                 ttl,
                 voucher.as_deref(),
-                Prices { per_hour: price_per_hour, per_1k_tokens: price_per_1k_tokens, max_total },
+                Prices {
+                    per_hour: price_per_hour,
+                    per_1k_tokens: price_per_1k_tokens,
+                    max_total,
+                },
             )?;
             let file = OfferFile {
                 format: files::OFFER_FORMAT.into(),
@@ -245,9 +254,9 @@ pub fn sign(
                 );
             }
             let env = files::envelope_from_hex::<Voucher>(&file.voucher, path)?;
-            let v = env.verify::<Voucher>(&Checks::now()).with_context(|| {
-                format!("voucher {} failed verification", path.display())
-            })?;
+            let v = env
+                .verify::<Voucher>(&Checks::now())
+                .with_context(|| format!("voucher {} failed verification", path.display()))?;
             if v.message.deployer != key.public() {
                 bail!(
                     "voucher {} is for deployer {}, not for this key ({})",

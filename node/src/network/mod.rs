@@ -14,6 +14,7 @@
 
 mod behaviour;
 mod event_loop;
+pub mod light;
 
 use std::sync::Arc;
 use std::time::Duration;

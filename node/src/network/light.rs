@@ -1,14 +1,15 @@
-//! The CLI as a light libp2p peer: it dials, asks, and serves the one
-//! component it is deploying. It uses a fresh transport identity each run;
-//! what it signs (offers, commands) is signed with the deployer key.
+//! A light peer, as the CLI (and tests) use it: it listens nowhere, dials,
+//! asks, collects adverts, and serves the components it is deploying. It
+//! uses a fresh transport identity each run; what it signs (offers,
+//! commands) is signed with the deployer key.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::{Client, Inbound, NetConfig};
 use crate::adverts::{AdvertIndex, Verdict};
 use crate::identity::{Keypair, PublicKey};
-use crate::network::{self, Client, Inbound, NetConfig};
 use crate::protocol::rpc::{
     ARTIFACT_CHUNK, ArtifactRequest, ArtifactResponse, ControlRequest, ControlResponse,
     DeployRequest, DeployResponse, Rejection, SyncResponse,
@@ -16,7 +17,7 @@ use crate::protocol::rpc::{
 use crate::protocol::{Digest, now_secs};
 
 /// What a light client serves and collects.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Light {
     pub adverts: Option<Arc<AdvertIndex>>,
     /// Components served over `/sparebox/artifact/1`, by sha256.
@@ -44,10 +45,16 @@ impl Inbound for Light {
         SyncResponse::default()
     }
     async fn deploy(&self, _from: PublicKey, _req: DeployRequest) -> DeployResponse {
-        DeployResponse::Rejected(Rejection::new("not_a_host", "this peer is a CLI, not a host"))
+        DeployResponse::Rejected(Rejection::new(
+            "not_a_host",
+            "this peer is a CLI, not a host",
+        ))
     }
     async fn control(&self, _from: PublicKey, _req: ControlRequest) -> ControlResponse {
-        ControlResponse::Rejected(Rejection::new("not_a_host", "this peer is a CLI, not a host"))
+        ControlResponse::Rejected(Rejection::new(
+            "not_a_host",
+            "this peer is a CLI, not a host",
+        ))
     }
     async fn artifact(&self, _from: PublicKey, req: ArtifactRequest) -> ArtifactResponse {
         let bytes = self
@@ -71,9 +78,22 @@ impl Inbound for Light {
     }
 }
 
-/// Starts a light peer that dials `bootstrap`.
-pub async fn start(light: Arc<Light>, bootstrap: Vec<String>, mdns: bool) -> anyhow::Result<Client> {
-    let key = Keypair::generate()?;
+/// Starts a light peer with a fresh identity that dials `bootstrap`.
+pub async fn start(
+    light: Arc<Light>,
+    bootstrap: Vec<String>,
+    mdns: bool,
+) -> anyhow::Result<Client> {
+    start_as(&Keypair::generate()?, light, bootstrap, mdns).await
+}
+
+/// Starts a light peer with transport identity `key`.
+pub async fn start_as(
+    key: &Keypair,
+    light: Arc<Light>,
+    bootstrap: Vec<String>,
+    mdns: bool,
+) -> anyhow::Result<Client> {
     let cfg = NetConfig {
         listen: Vec::new(),
         bootstrap: Vec::new(),
@@ -81,7 +101,7 @@ pub async fn start(light: Arc<Light>, bootstrap: Vec<String>, mdns: bool) -> any
         heartbeat: std::time::Duration::from_millis(300),
         ..NetConfig::default()
     };
-    let (client, _task) = network::start(&key, cfg, light).await?;
+    let (client, _task) = super::start(key, cfg, light).await?;
     for b in bootstrap {
         client
             .dial(&b)
