@@ -14,8 +14,8 @@ use sparebox_node::protocol::rpc::{
     ControlRequest, ControlResponse, DeployRequest, DeployResponse,
 };
 use sparebox_node::protocol::{
-    CapacityAdvert, ControlAction, ControlCommand, DeploymentOffer, Envelope, Id, Message,
-    Payment, PriceList, PriceTerms, Resources, RuntimeKind, RuntimeOffer, now_secs, sha256,
+    CapacityAdvert, ControlAction, ControlCommand, DeploymentOffer, Envelope, Id, Message, Payment,
+    PriceList, PriceTerms, Resources, RuntimeKind, RuntimeOffer, now_secs, sha256,
 };
 use sparebox_node::spec::{AgentSpec, ResolvedSpec};
 use sparebox_tests::{TestNode, eventually, repo_root, spawn_node_with, within};
@@ -77,9 +77,13 @@ impl Rig {
         .await
         .unwrap();
         let light = Arc::new(Light::default());
-        let client = light::start(light.clone(), vec![host.node.listen_addrs()[0].clone()], false)
-            .await
-            .unwrap();
+        let client = light::start(
+            light.clone(),
+            vec![host.node.listen_addrs()[0].clone()],
+            false,
+        )
+        .await
+        .unwrap();
         Rig {
             host,
             deployer,
@@ -129,7 +133,13 @@ fn code(r: DeployResponse) -> String {
     }
 }
 
-fn command(key: &Keypair, host: PublicKey, offer_id: Id, agent: &str, action: ControlAction) -> Vec<u8> {
+fn command(
+    key: &Keypair,
+    host: PublicKey,
+    offer_id: Id,
+    agent: &str,
+    action: ControlAction,
+) -> Vec<u8> {
     let now = now_secs();
     let cmd = ControlCommand {
         version: ControlCommand::VERSION,
@@ -159,49 +169,95 @@ async fn rejection_matrix() {
         let mut tampered = Envelope::seal(&offer(key, me, &spec), key).unwrap();
         let i = tampered.payload.len() / 2;
         tampered.payload[i] ^= 0x01;
-        assert_eq!(code(rig.send(tampered.to_bytes(), &spec).await), "bad_signature");
+        assert_eq!(
+            code(rig.send(tampered.to_bytes(), &spec).await),
+            "bad_signature"
+        );
 
         // Expired.
         let mut o = offer(key, me, &spec);
         o.issued_at -= 1000;
         o.expires_at = now_secs() - 10;
         assert_eq!(
-            code(rig.send(Envelope::seal(&o, key).unwrap().to_bytes(), &spec).await),
+            code(
+                rig.send(Envelope::seal(&o, key).unwrap().to_bytes(), &spec)
+                    .await
+            ),
             "expired"
         );
 
         // Wrong audience: addressed to another host.
         let other = Keypair::generate().unwrap().public();
         assert_eq!(
-            code(rig.send(Envelope::seal(&offer(key, other, &spec), key).unwrap().to_bytes(), &spec).await),
+            code(
+                rig.send(
+                    Envelope::seal(&offer(key, other, &spec), key)
+                        .unwrap()
+                        .to_bytes(),
+                    &spec
+                )
+                .await
+            ),
             "wrong_audience"
         );
 
         // A deployer the host did not allow-list.
         let stranger = Keypair::generate().unwrap();
         assert_eq!(
-            code(rig.send(Envelope::seal(&offer(&stranger, me, &spec), &stranger).unwrap().to_bytes(), &spec).await),
+            code(
+                rig.send(
+                    Envelope::seal(&offer(&stranger, me, &spec), &stranger)
+                        .unwrap()
+                        .to_bytes(),
+                    &spec
+                )
+                .await
+            ),
             "deployer_not_allowed"
         );
 
         // Over capacity: 512 MiB asked, 256 MiB offered.
         let (big, _) = echo_spec(512);
         assert_eq!(
-            code(rig.send(Envelope::seal(&offer(key, me, &big), key).unwrap().to_bytes(), &big).await),
+            code(
+                rig.send(
+                    Envelope::seal(&offer(key, me, &big), key)
+                        .unwrap()
+                        .to_bytes(),
+                    &big
+                )
+                .await
+            ),
             "over_capacity"
         );
 
         // A runtime the host does not offer.
         let oc = openclaw_spec();
         assert_eq!(
-            code(rig.send(Envelope::seal(&offer(key, me, &oc), key).unwrap().to_bytes(), &oc).await),
+            code(
+                rig.send(
+                    Envelope::seal(&offer(key, me, &oc), key)
+                        .unwrap()
+                        .to_bytes(),
+                    &oc
+                )
+                .await
+            ),
             "runtime_not_offered"
         );
 
         // A spec that is not the one the offer signed.
         let (other_spec, _) = echo_spec(32);
         assert_eq!(
-            code(rig.send(Envelope::seal(&offer(key, me, &spec), key).unwrap().to_bytes(), &other_spec).await),
+            code(
+                rig.send(
+                    Envelope::seal(&offer(key, me, &spec), key)
+                        .unwrap()
+                        .to_bytes(),
+                    &other_spec
+                )
+                .await
+            ),
             "spec_mismatch"
         );
 
@@ -225,7 +281,13 @@ async fn rejection_matrix() {
             other => panic!("{other:?}"),
         }
         match rig
-            .control(command(&stranger, me, good.offer_id, &agent, ControlAction::Stop))
+            .control(command(
+                &stranger,
+                me,
+                good.offer_id,
+                &agent,
+                ControlAction::Stop,
+            ))
             .await
         {
             ControlResponse::Rejected(r) => assert_eq!(r.code, "not_your_agent"),
@@ -233,14 +295,23 @@ async fn rejection_matrix() {
         }
         // A replayed command is refused too.
         let status = command(key, me, good.offer_id, &agent, ControlAction::Status);
-        assert!(matches!(rig.control(status.clone()).await, ControlResponse::Agent(_)));
+        assert!(matches!(
+            rig.control(status.clone()).await,
+            ControlResponse::Agent(_)
+        ));
         match rig.control(status).await {
             ControlResponse::Rejected(r) => assert_eq!(r.code, "replayed_nonce"),
             other => panic!("{other:?}"),
         }
         // Still running: the rejected commands did nothing.
         match rig
-            .control(command(key, me, good.offer_id, &agent, ControlAction::Status))
+            .control(command(
+                key,
+                me,
+                good.offer_id,
+                &agent,
+                ControlAction::Status,
+            ))
             .await
         {
             ControlResponse::Agent(v) => assert_eq!(v.state, "running"),
@@ -253,7 +324,8 @@ async fn rejection_matrix() {
             .await
             .unwrap();
         assert!(
-            metrics.contains("sparebox_offers_total{outcome=\"rejected\",reason=\"over_capacity\"} 1"),
+            metrics
+                .contains("sparebox_offers_total{outcome=\"rejected\",reason=\"over_capacity\"} 1"),
             "{metrics}"
         );
         rig.host.node.shutdown().await.unwrap();
@@ -302,7 +374,9 @@ async fn gossip_abuse_is_not_forwarded_and_costs_the_sender() {
             adverts: Some(Arc::new(AdvertIndex::new(Some(attacker.public()), 60))),
             ..Light::default()
         });
-        let client = light::start_as(&attacker, mine, vec![b_addr], false).await.unwrap();
+        let client = light::start_as(&attacker, mine, vec![b_addr], false)
+            .await
+            .unwrap();
         // Gossip needs a mesh first: wait until a publish reaches someone.
         let now = now_secs();
         let first = advert_bytes(&attacker, 10, now);
@@ -318,7 +392,10 @@ async fn gossip_abuse_is_not_forwarded_and_costs_the_sender() {
             let id = attacker_id.clone();
             async move {
                 let list: serde_json::Value = reqwest::get(url).await.ok()?.json().await.ok()?;
-                list.as_array()?.iter().any(|h| h["peerId"] == id.as_str()).then_some(())
+                list.as_array()?
+                    .iter()
+                    .any(|h| h["peerId"] == id.as_str())
+                    .then_some(())
             }
         })
         .await;

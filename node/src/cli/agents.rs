@@ -115,7 +115,7 @@ fn list(json: bool) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<28} {:<54} {}", "AGENT", "HOST", "API");
+    println!("{:<28} {:<54} API", "AGENT", "HOST");
     for a in agents {
         println!("{:<28} {:<54} {}", a.agent_id, a.host, a.api_url);
     }

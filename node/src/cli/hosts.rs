@@ -99,8 +99,8 @@ pub fn run(args: HostsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<54} {:>7} {:>9} {:>6} {:<14} {:>9}  {}",
-        "PEER ID", "CPU m", "MEM MiB", "SLOTS", "RUNTIMES", "¢/HOUR", "ADDRESS"
+        "{:<54} {:>7} {:>9} {:>6} {:<14} {:>9}  ADDRESS",
+        "PEER ID", "CPU m", "MEM MiB", "SLOTS", "RUNTIMES", "¢/HOUR"
     );
     for h in hosts {
         let runtimes: Vec<&str> = h.runtimes.iter().map(|r| r.kind.as_str()).collect();

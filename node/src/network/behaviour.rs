@@ -82,13 +82,15 @@ fn gossip(key: &identity::Keypair, heartbeat: Duration) -> Result<gossipsub::Beh
         gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
             .map_err(|e| format!("gossipsub: {e}"))?;
     let topic = gossipsub::IdentTopic::new(TOPIC);
-    let mut params = gossipsub::PeerScoreParams::default();
-    // Many nodes share one address on a LAN test bed or behind one NAT; do
-    // not treat loopback as a Sybil signal.
-    params.ip_colocation_factor_whitelist = HashSet::from([
-        IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(Ipv6Addr::LOCALHOST),
-    ]);
+    // Many nodes share one address on a test bed; do not treat loopback as
+    // a Sybil signal.
+    let mut params = gossipsub::PeerScoreParams {
+        ip_colocation_factor_whitelist: HashSet::from([
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ]),
+        ..Default::default()
+    };
     params.topics.insert(
         topic.hash(),
         gossipsub::TopicScoreParams {

@@ -330,21 +330,21 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 ..
             } => {
-                if num_established == 0 {
-                    self.peers.remove(&peer_id);
-                }
+                self.peers.remove(&peer_id);
             }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                if let Some(p) = peer_id {
-                    for reply in self.dials.remove(&p).unwrap_or_default() {
-                        let _ = reply.send(Err(NetError::Unreachable {
-                            peer: p.to_string(),
-                            reason: error.to_string(),
-                        }));
-                    }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(p),
+                error,
+                ..
+            } => {
+                for reply in self.dials.remove(&p).unwrap_or_default() {
+                    let _ = reply.send(Err(NetError::Unreachable {
+                        peer: p.to_string(),
+                        reason: error.to_string(),
+                    }));
                 }
             }
             SwarmEvent::Behaviour(e) => self.on_behaviour(e),
