@@ -63,7 +63,11 @@ fn topology() -> Vec<Vec<usize>> {
             seed ^= seed >> 7;
             seed ^= seed << 17;
             let j = (seed as usize) % i;
-            if j == i - 1 { vec![i - 1] } else { vec![i - 1, j] }
+            if j == i - 1 {
+                vec![i - 1]
+            } else {
+                vec![i - 1, j]
+            }
         })
         .collect()
 }
@@ -130,7 +134,9 @@ fn advert(key: &Keypair, seq: u64) -> Vec<u8> {
         region: None,
         agent_version: "bench".into(),
     };
-    Envelope::seal(&a, key).map(|e| e.to_bytes()).unwrap_or_default()
+    Envelope::seal(&a, key)
+        .map(|e| e.to_bytes())
+        .unwrap_or_default()
 }
 
 async fn wait_all(arrivals: &Arrivals, seq: u64, want: usize, limit: Duration) -> Option<Instant> {
@@ -153,7 +159,9 @@ async fn wait_all(arrivals: &Arrivals, seq: u64, want: usize, limit: Duration) -
 
 async fn sparebox_propagation() -> Vec<Duration> {
     let arrivals: Arrivals = Arc::default();
-    let keys: Vec<Keypair> = (0..PEERS).map(|i| Keypair::from_seed([i as u8 + 1; 32])).collect();
+    let keys: Vec<Keypair> = (0..PEERS)
+        .map(|i| Keypair::from_seed([i as u8 + 1; 32]))
+        .collect();
     let mut clients: Vec<Client> = Vec::new();
     let mut addrs: Vec<String> = Vec::new();
     for (i, neighbours) in topology().into_iter().enumerate() {
@@ -166,7 +174,9 @@ async fn sparebox_propagation() -> Vec<Duration> {
             index: AdvertIndex::new(Some(keys[i].public()), 60),
             arrivals: arrivals.clone(),
         });
-        let (client, _t) = network::start(&keys[i], cfg, rec).await.expect("start peer");
+        let (client, _t) = network::start(&keys[i], cfg, rec)
+            .await
+            .expect("start peer");
         let info = client.info().await.expect("info");
         addrs.push(format!("{}/p2p/{}", info.listen_addrs[0], info.peer_id));
         clients.push(client);
@@ -198,7 +208,11 @@ async fn bare_propagation() -> Vec<Duration> {
     for neighbours in topology() {
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
-            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
             .expect("tcp")
             .with_behaviour(|key| {
                 let cfg = gossipsub::ConfigBuilder::default()
@@ -292,7 +306,8 @@ async fn offer_to_running() -> (Vec<Duration>, Vec<Duration>) {
     cfg.direct.allowed_deployers = vec![deployer.public().to_string()];
     let node = Node::start(&cfg).await.expect("node");
     let host = node.public_key();
-    let spec_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/specs/echo-wasi.toml");
+    let spec_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/specs/echo-wasi.toml");
     let mut parsed = AgentSpec::load(&spec_path).expect("spec");
     // Small enough that 100 agents fit in this machine's CPU cap.
     parsed.resources.cpu_millis = 10;
@@ -322,13 +337,23 @@ async fn offer_to_running() -> (Vec<Duration>, Vec<Duration>) {
             spec_sha256: spec.sha256,
             runtime: spec.spec.runtime,
             resources: spec.spec.resource_request(),
-            price: PriceTerms { currency: "usd".into(), ..PriceTerms::default() },
+            price: PriceTerms {
+                currency: "usd".into(),
+                ..PriceTerms::default()
+            },
             payment: Payment::Direct,
         };
         let start = Instant::now();
         let bytes = Envelope::seal(&offer, &deployer).expect("seal").to_bytes();
         let r = client
-            .deploy(host, None, DeployRequest { offer: bytes, spec: spec.document.clone() })
+            .deploy(
+                host,
+                None,
+                DeployRequest {
+                    offer: bytes,
+                    spec: spec.document.clone(),
+                },
+            )
             .await
             .expect("deploy");
         let took = start.elapsed();
@@ -337,7 +362,10 @@ async fn offer_to_running() -> (Vec<Duration>, Vec<Duration>) {
             // The first deploy also fetches and compiles the component.
             over_net.push(took);
         } else {
-            println!("offer→running, first deploy (fetch + compile): {:.1} ms", took.as_secs_f64() * 1e3);
+            println!(
+                "offer→running, first deploy (fetch + compile): {:.1} ms",
+                took.as_secs_f64() * 1e3
+            );
         }
     }
     node.shutdown().await.expect("shutdown");
@@ -357,7 +385,10 @@ async fn offer_to_running() -> (Vec<Duration>, Vec<Duration>) {
         let start = Instant::now();
         rt.deploy(sparebox_sandbox::DeployRequest {
             agent_id: format!("a{i}"),
-            artifact: sparebox_sandbox::Artifact::Component { sha256: sha.clone(), bytes: component.clone() },
+            artifact: sparebox_sandbox::Artifact::Component {
+                sha256: sha.clone(),
+                bytes: component.clone(),
+            },
             limits: limits.clone(),
             grants: grants.clone(),
         })

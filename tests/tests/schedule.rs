@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use sparebox_node::identity::Keypair;
 use sparebox_node::network::light::{self, Light};
-use sparebox_node::protocol::rpc::{ControlRequest, ControlResponse, DeployRequest, DeployResponse};
+use sparebox_node::protocol::rpc::{
+    ControlRequest, ControlResponse, DeployRequest, DeployResponse,
+};
 use sparebox_node::protocol::{
     ControlAction, ControlCommand, DeploymentOffer, Envelope, Id, Message, Payment, PriceTerms,
     now_secs, sha256,
@@ -56,9 +58,13 @@ async fn a_tick_missed_while_down_fires_once_after_restart() {
             .lock()
             .unwrap()
             .insert(sha256(&component), Arc::new(component));
-        let client = light::start(peer.clone(), vec![node.node.listen_addrs()[0].clone()], false)
-            .await
-            .unwrap();
+        let client = light::start(
+            peer.clone(),
+            vec![node.node.listen_addrs()[0].clone()],
+            false,
+        )
+        .await
+        .unwrap();
         let agent = match client
             .deploy(
                 host,
