@@ -83,8 +83,11 @@ async fn raw_baseline(bytes: &[u8], n: u32) -> Duration {
     let component = Component::new(&engine, bytes).unwrap();
     let mut linker: Linker<Raw> = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
-    sparebox_sandbox::wasm::host::stub_imports(&mut linker, &engine, &component, "sparebox:agent/")
-        .unwrap();
+    // The baseline links all of WASI (sockets included) but not wasi:http.
+    for prefix in ["sparebox:agent/", "wasi:http/"] {
+        sparebox_sandbox::wasm::host::stub_imports(&mut linker, &engine, &component, prefix)
+            .unwrap();
+    }
     let pre = linker.instantiate_pre(&component).unwrap();
     let task = Val::Record(vec![
         ("id".into(), Val::String("b".into())),

@@ -32,6 +32,15 @@ pub enum AgentsCommand {
     Restart(Target),
     /// Remove an agent and its data from the host.
     Undeploy(Target),
+    /// Replace an agent's spec: grants, schedule and settings (same runtime,
+    /// component and resources). Its KV data, files and logs are kept.
+    Update {
+        #[command(flatten)]
+        target: Target,
+        /// The new agent spec (TOML).
+        #[arg(long, value_name = "FILE")]
+        spec: PathBuf,
+    },
     /// Show an agent's last log lines.
     Logs {
         #[command(flatten)]
@@ -78,6 +87,18 @@ pub fn run(cmd: AgentsCommand) -> anyhow::Result<ExitCode> {
         AgentsCommand::Restart(t) => (t, ControlAction::Restart),
         AgentsCommand::Undeploy(t) => (t, ControlAction::Undeploy),
         AgentsCommand::Logs { target, tail } => (target, ControlAction::Logs { tail }),
+        AgentsCommand::Update { target, spec } => {
+            let parsed = crate::spec::AgentSpec::load(&spec)?;
+            let base = spec.parent().unwrap_or_else(|| std::path::Path::new("."));
+            let (resolved, _) = parsed.resolve(base)?;
+            (
+                target,
+                ControlAction::UpdateConfig {
+                    spec: resolved.document,
+                    spec_sha256: resolved.sha256,
+                },
+            )
+        }
         AgentsCommand::Send {
             target,
             message,

@@ -226,7 +226,7 @@ pub fn stub_imports<T: 'static>(
 ) -> WtResult<()> {
     use wasmtime::component::ResourceType;
     use wasmtime::component::types::ComponentItem;
-    use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable};
+    use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, IoError};
 
     struct NoSocket;
     let ty = component.component_type();
@@ -253,6 +253,7 @@ pub fn stub_imports<T: 'static>(
                         "pollable" => ResourceType::host::<DynPollable>(),
                         "input-stream" => ResourceType::host::<DynInputStream>(),
                         "output-stream" => ResourceType::host::<DynOutputStream>(),
+                        "error" | "io-error" => ResourceType::host::<IoError>(),
                         _ => ResourceType::host::<NoSocket>(),
                     };
                     inst.resource(item, host, |_, _| Ok(()))?;
