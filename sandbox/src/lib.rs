@@ -6,11 +6,13 @@
 //!   bound once with `bindgen!` against `../wit` (`sparebox:agent@0.1.0`).
 //! - [`llm`]: the `LlmProvider` trait and an OpenAI-compatible provider.
 //!
-//! The OpenClaw process runtime (cgroups-rs, sysinfo) arrives with its own
-//! issue. This crate does no networking (beyond the LLM provider's and the
+//! - [`process`]: agents as supervised processes in per-agent cgroups (the
+//!   OpenClaw runtime).
+//! This crate does no networking (beyond the LLM provider's and the
 //! guest's granted HTTP) and no billing. See `sandbox/README.md`.
 
 pub mod llm;
+pub mod process;
 pub mod runtime;
 pub mod wasm;
 
