@@ -5,9 +5,9 @@
 //! - [`wasm`]: WASI 0.2 components in wasmtime with hard per-task limits,
 //!   bound once with `bindgen!` against `../wit` (`sparebox:agent@0.1.0`).
 //! - [`llm`]: the `LlmProvider` trait and an OpenAI-compatible provider.
-//!
 //! - [`process`]: agents as supervised processes in per-agent cgroups (the
 //!   OpenClaw runtime).
+//!
 //! This crate does no networking (beyond the LLM provider's and the
 //! guest's granted HTTP) and no billing. See `sandbox/README.md`.
 
@@ -18,5 +18,5 @@ pub mod wasm;
 
 pub use runtime::{
     AgentGrants, AgentId, AgentLimits, AgentState, AgentStatus, Artifact, Capabilities,
-    DeployRequest, Runtime, RuntimeError, Task, TaskOutcome,
+    DeployRequest, OpenClawSettings, Runtime, RuntimeError, Task, TaskOutcome,
 };

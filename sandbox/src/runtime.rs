@@ -38,6 +38,10 @@ pub struct AgentLimits {
     pub stdio_bytes_per_task: usize,
     /// LLM tokens one task may use (prompt + completion).
     pub tokens_per_task: u64,
+    /// CPU quota for process agents, in millicores.
+    pub cpu_millis: u32,
+    /// Most processes a process agent may run at once (`pids.max`).
+    pub pids_max: u64,
 }
 
 impl Default for AgentLimits {
@@ -49,6 +53,8 @@ impl Default for AgentLimits {
             table_entries: 1_000,
             stdio_bytes_per_task: 64 << 10,
             tokens_per_task: 100_000,
+            cpu_millis: 1000,
+            pids_max: 512,
         }
     }
 }
@@ -71,6 +77,20 @@ pub struct AgentGrants {
 pub enum Artifact {
     /// A WASI component: its bytes and the sha256 the offer committed to.
     Component { sha256: String, bytes: Vec<u8> },
+    /// An OpenClaw gateway profile.
+    OpenClaw(OpenClawSettings),
+}
+
+/// What an OpenClaw agent is made of (from the spec's `[openclaw]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenClawSettings {
+    /// The model, as the host's LLM endpoint names it.
+    pub model: String,
+    pub system_prompt: Option<String>,
+    /// Workspace files (SOUL.md, AGENTS.md, ...) by name.
+    pub files: std::collections::BTreeMap<String, String>,
+    /// Tools granted beyond the default deny-list (`exec`, `process`, `browser`).
+    pub tools: Vec<String>,
 }
 
 /// Everything a runtime needs to deploy an agent.

@@ -46,7 +46,10 @@ fn memory_hog_is_killed_inside_its_cgroup() {
     // Just under the limit works.
     let ok = cg
         .launcher(std::path::Path::new("python3"))
-        .args(["-c", "b = bytearray(16 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('ok')"])
+        .args([
+            "-c",
+            "b = bytearray(16 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('ok')",
+        ])
         .output()
         .unwrap();
     assert!(ok.status.success(), "{ok:?}");
@@ -65,8 +68,14 @@ fn fork_bomb_stops_at_pids_max() {
         ])
         .output()
         .unwrap();
-    let started: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
-    assert!(started < 20, "started {started} children under pids.max 20; {out:?}");
+    let started: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(
+        started < 20,
+        "started {started} children under pids.max 20; {out:?}"
+    );
     assert!(started > 5, "started only {started}: {out:?}");
     cg.remove();
 }
@@ -82,7 +91,12 @@ fn cpu_hog_stays_near_its_quota() {
     let pid = child.id();
     let ticks = |pid: u32| -> u64 {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
         fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
     };
     std::thread::sleep(Duration::from_millis(300));
@@ -111,7 +125,11 @@ fn process_is_in_the_cgroup_before_it_execs_and_removal_kills_it() {
     let pid = u64::from(child.id());
     let deadline = Instant::now() + Duration::from_secs(5);
     while !cg.pids().contains(&pid) {
-        assert!(Instant::now() < deadline, "pid {pid} never in {:?}", cg.pids());
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} never in {:?}",
+            cg.pids()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();

@@ -57,7 +57,11 @@ pub fn probe() -> CgroupSupport {
     match AgentCgroup::create_named(&name, &limits) {
         Ok(cg) => {
             cg.remove();
-            if v2 { CgroupSupport::V2 } else { CgroupSupport::V1 }
+            if v2 {
+                CgroupSupport::V2
+            } else {
+                CgroupSupport::V1
+            }
         }
         Err(e) => CgroupSupport::Unavailable(format!(
             "cannot create cgroups ({e}); run the node as root or give it a delegated cgroup subtree"

@@ -58,9 +58,9 @@ impl Ports {
                 self.tree.flush().map_err(storage("flush ports"))?;
                 return Ok(port);
             }
-            port = port.checked_add(self.step).ok_or_else(|| {
-                RuntimeError::Setup("no free port for another agent".into())
-            })?;
+            port = port
+                .checked_add(self.step)
+                .ok_or_else(|| RuntimeError::Setup("no free port for another agent".into()))?;
         }
     }
 
@@ -95,7 +95,11 @@ mod tests {
         let ports = Ports::with_range(&db, base, 7).unwrap();
         assert_eq!(ports.allocate("a").unwrap(), base);
         assert_eq!(ports.allocate("a").unwrap(), base, "stable per agent");
-        assert_eq!(ports.allocate("b").unwrap(), base + 14, "skips the port in use");
+        assert_eq!(
+            ports.allocate("b").unwrap(),
+            base + 14,
+            "skips the port in use"
+        );
         ports.free("a").unwrap();
         assert_eq!(ports.allocate("c").unwrap(), base, "a freed port is reused");
         drop(ports);

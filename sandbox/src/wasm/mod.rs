@@ -484,7 +484,11 @@ impl Runtime for WasmRuntime {
                 req.limits.memory_bytes, self.cfg.max_memory_per_agent
             )));
         }
-        let Artifact::Component { sha256, bytes } = &req.artifact;
+        let Artifact::Component { sha256, bytes } = &req.artifact else {
+            return Err(RuntimeError::Setup(
+                "the WASI runtime runs components, not OpenClaw profiles".into(),
+            ));
+        };
         let actual = hex::encode(Sha256::digest(bytes));
         if !actual.eq_ignore_ascii_case(sha256) {
             return Err(RuntimeError::ArtifactMismatch {
