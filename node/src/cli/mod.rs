@@ -9,6 +9,7 @@ mod keys;
 mod logging;
 mod node;
 mod offer;
+mod openclaw;
 mod spec;
 
 use std::path::PathBuf;
@@ -45,6 +46,9 @@ enum Command {
     /// List and control agents deployed from this machine.
     #[command(subcommand)]
     Agents(agents::AgentsCommand),
+    /// Install and check OpenClaw for the `openclaw` runtime.
+    #[command(subcommand)]
+    Openclaw(openclaw::OpenClawCommand),
     /// Create and show ed25519 identity keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -97,6 +101,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agents(cmd) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");
             agents::run(cmd)
+        }
+        Command::Openclaw(cmd) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            openclaw::run(cmd)
         }
         Command::Keys(cmd) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");

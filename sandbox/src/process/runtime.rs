@@ -386,7 +386,8 @@ impl Shared {
         let end = self.watch(a, &mut child, want).await;
         *a.pid.lock().unwrap_or_else(|p| p.into_inner()) = None;
         if let Some(cg) = cgroup {
-            tokio::task::spawn_blocking(move || cg.remove());
+            // Done before the next start creates the same cgroup again.
+            let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
         }
         end
     }
@@ -596,7 +597,8 @@ fn sample_tree(sys: &mut sysinfo::System, root: u32) -> Sample {
     while i < tree.len() {
         let parent = tree[i];
         for (pid, p) in sys.processes() {
-            if p.parent() == Some(parent) && !tree.contains(pid) {
+            // sysinfo lists threads too; they share their process's memory.
+            if p.thread_kind().is_none() && p.parent() == Some(parent) && !tree.contains(pid) {
                 tree.push(*pid);
             }
         }
