@@ -42,6 +42,38 @@ pub struct NodeConfig {
     pub capacity: CapacityConfig,
     /// The LLM provider agents' `llm` calls go to.
     pub llm: LlmConfig,
+    /// The `openclaw` runtime: gateways as cgroup-limited processes.
+    pub openclaw: OpenClawConfig,
+}
+
+/// Settings of the `openclaw` runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenClawConfig {
+    /// Where `sparebox openclaw install` put Node 24 and OpenClaw.
+    /// Default: `<data_dir>/openclaw`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub install_dir: Option<PathBuf>,
+    /// Run gateways without cgroups when the node may not create them,
+    /// relying on the watchdog alone (weaker: limits are only enforced after
+    /// the watchdog window). Default false: no cgroups, no OpenClaw.
+    pub allow_monitor_and_kill: bool,
+    /// Seconds a gateway may take to answer /readyz. Default 120.
+    pub ready_timeout_secs: u64,
+    /// Seconds an agent may stay over a limit before the watchdog stops it.
+    /// Default 60.
+    pub watchdog_window_secs: u64,
+}
+
+impl Default for OpenClawConfig {
+    fn default() -> Self {
+        OpenClawConfig {
+            install_dir: None,
+            allow_monitor_and_kill: false,
+            ready_timeout_secs: 120,
+            watchdog_window_secs: 60,
+        }
+    }
 }
 
 /// libp2p settings.

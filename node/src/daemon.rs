@@ -111,6 +111,54 @@ impl Inbound for NodeInbound {
     }
 }
 
+/// The OpenClaw process runtime, if this host can run it: a checked install,
+/// an LLM endpoint, and cgroups (or the explicit monitor-and-kill opt-in).
+fn process_runtime(
+    config: &NodeConfig,
+    data_dir: &Path,
+    store: &Store,
+) -> Result<Arc<sparebox_sandbox::process::ProcessRuntime>, String> {
+    use sparebox_sandbox::process::{
+        Enforcement, Gateway, ProcessConfig, ProcessRuntime, cgroup, openclaw,
+    };
+    let dir = config
+        .openclaw
+        .install_dir
+        .clone()
+        .unwrap_or_else(|| data_dir.join("openclaw"));
+    let install = openclaw::Install::locate(&dir)?;
+    let Some(base_url) = config.llm.base_url.clone() else {
+        return Err("OpenClaw agents need an LLM endpoint: set [llm] base_url".into());
+    };
+    let enforcement = match cgroup::probe() {
+        cgroup::CgroupSupport::Unavailable(why) => {
+            if config.openclaw.allow_monitor_and_kill {
+                tracing::warn!("{why}; running OpenClaw in monitor-and-kill mode (watchdog only)");
+                Enforcement::MonitorAndKill
+            } else {
+                return Err(format!(
+                    "{why}; or set [openclaw] allow_monitor_and_kill = true (weaker: watchdog only)"
+                ));
+            }
+        }
+        _ => Enforcement::Cgroups,
+    };
+    let mut cfg = ProcessConfig::new(
+        data_dir.join("process"),
+        Gateway::OpenClaw(install),
+        openclaw::LlmEndpoint {
+            base_url,
+            api_key: std::env::var(&config.llm.api_key_env).ok(),
+        },
+    );
+    cfg.enforcement = enforcement;
+    cfg.ready_timeout = Duration::from_secs(config.openclaw.ready_timeout_secs);
+    cfg.watchdog_window = Duration::from_secs(config.openclaw.watchdog_window_secs);
+    ProcessRuntime::new(cfg, store.db())
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
 /// A running node.
 #[derive(Debug)]
 pub struct Node {
@@ -168,17 +216,33 @@ impl Node {
             llm_provider(config)?,
         )?);
         let metrics = Arc::new(Metrics::default());
-        // Only runtimes this build can run are offered (OpenClaw comes later).
-        let runtimes: Vec<RuntimeOffer> = config
-            .capacity
-            .runtimes
-            .iter()
-            .filter(|r| **r == RuntimeKind::Wasi)
-            .map(|r| RuntimeOffer {
-                kind: *r,
+        let process = if config.capacity.runtimes.contains(&RuntimeKind::Openclaw) {
+            match process_runtime(config, &data_dir, &store) {
+                Ok(p) => Some(p),
+                Err(why) => {
+                    tracing::warn!("the openclaw runtime is not offered: {why}");
+                    eprintln!("warning: the openclaw runtime is not offered: {why}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut runtimes: Vec<RuntimeOffer> = Vec::new();
+        if config.capacity.runtimes.contains(&RuntimeKind::Wasi) {
+            runtimes.push(RuntimeOffer {
+                kind: RuntimeKind::Wasi,
                 version: "wasmtime-48".into(),
-            })
-            .collect();
+            });
+        }
+        if let Some(p) = &process
+            && let sparebox_sandbox::process::Gateway::OpenClaw(i) = p.gateway()
+        {
+            runtimes.push(RuntimeOffer {
+                kind: RuntimeKind::Openclaw,
+                version: format!("openclaw-{}", i.version),
+            });
+        }
         let api_url = config
             .api
             .public_url
@@ -216,6 +280,7 @@ impl Node {
             },
             &store,
             wasm,
+            process,
             metrics,
         )?;
         let restored = agents.restore().await;

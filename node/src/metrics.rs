@@ -20,6 +20,11 @@ pub struct OfferLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AgentLabels {
+    pub agent: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
     pub state: String,
 }
@@ -35,6 +40,8 @@ pub struct Metrics {
     pub task_seconds: Histogram,
     pub tasks: Family<StateLabels, Counter>,
     pub tokens: Counter,
+    pub agent_rss: Family<AgentLabels, Gauge>,
+    pub agent_cpu: Family<AgentLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -50,6 +57,8 @@ impl Default for Metrics {
         ]);
         let tasks = Family::<StateLabels, Counter>::default();
         let tokens = Counter::default();
+        let agent_rss = Family::<AgentLabels, Gauge>::default();
+        let agent_cpu = Family::<AgentLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         registry.register("peers", "Connected libp2p peers", peers.clone());
         registry.register(
             "adverts",
@@ -69,6 +78,16 @@ impl Default for Metrics {
         );
         registry.register("tasks", "Tasks finished, by final status", tasks.clone());
         registry.register("llm_tokens", "LLM tokens used by agents", tokens.clone());
+        registry.register(
+            "agent_rss_bytes",
+            "RSS of a process agent's process tree",
+            agent_rss.clone(),
+        );
+        registry.register(
+            "agent_cpu_percent",
+            "CPU % of a process agent's process tree (100 = one core)",
+            agent_cpu.clone(),
+        );
         Metrics {
             registry,
             peers,
@@ -78,6 +97,8 @@ impl Default for Metrics {
             task_seconds,
             tasks,
             tokens,
+            agent_rss,
+            agent_cpu,
         }
     }
 }

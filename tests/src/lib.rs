@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+pub mod fake_llm;
+
 use sparebox_node::config::NodeConfig;
 use sparebox_node::daemon::Node;
 

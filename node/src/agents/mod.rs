@@ -26,8 +26,11 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use sparebox_sandbox::process::ProcessRuntime;
 use sparebox_sandbox::wasm::WasmRuntime;
-use sparebox_sandbox::{AgentGrants, AgentLimits, Artifact, Runtime, RuntimeError, Task};
+use sparebox_sandbox::{
+    AgentGrants, AgentLimits, Artifact, OpenClawSettings, Runtime, RuntimeError, Task,
+};
 use tokio::sync::Notify;
 
 pub use admission::Policy;
@@ -163,6 +166,7 @@ pub struct Agents {
     trees: Trees,
     meter: Meter,
     wasm: Arc<WasmRuntime>,
+    process: Option<Arc<ProcessRuntime>>,
     records: RwLock<HashMap<String, AgentRecord>>,
     deploying: Mutex<HashMap<String, ResourceRequest>>,
     admission: tokio::sync::Mutex<()>,
@@ -213,6 +217,7 @@ impl Agents {
         cfg: AgentsConfig,
         store: &Store,
         wasm: Arc<WasmRuntime>,
+        process: Option<Arc<ProcessRuntime>>,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Agents>, StoreError> {
         let trees = Trees {
@@ -233,6 +238,7 @@ impl Agents {
             trees,
             meter: Meter::open(store)?,
             wasm,
+            process,
             records: RwLock::new(records),
             deploying: Mutex::new(HashMap::new()),
             admission: tokio::sync::Mutex::new(()),
@@ -246,6 +252,33 @@ impl Agents {
     /// Connects the network client (used to fetch artifacts).
     pub fn set_network(&self, net: Client) {
         let _ = self.net.set(net);
+    }
+
+    /// The runtime that runs agents of `kind`.
+    fn runtime(&self, kind: RuntimeKind) -> Result<&dyn Runtime, Rejection> {
+        match kind {
+            RuntimeKind::Wasi => Ok(self.wasm.as_ref()),
+            RuntimeKind::Openclaw => self
+                .process
+                .as_deref()
+                .map(|p| p as &dyn Runtime)
+                .ok_or_else(|| reject("runtime_not_offered", "this host does not run OpenClaw")),
+        }
+    }
+
+    fn logs(&self, rec: &AgentRecord, n: usize) -> Result<Vec<String>, RuntimeError> {
+        match (rec.runtime, &self.process) {
+            (RuntimeKind::Openclaw, Some(p)) => p.logs(&rec.agent_id, n),
+            _ => self.wasm.logs(&rec.agent_id, n),
+        }
+    }
+
+    /// CPU % and RSS of a process agent's tree, if sampled.
+    fn sample(&self, rec: &AgentRecord) -> Option<sparebox_sandbox::process::Sample> {
+        match (rec.runtime, &self.process) {
+            (RuntimeKind::Openclaw, Some(p)) => p.sample(&rec.agent_id).ok(),
+            _ => None,
+        }
     }
 
     fn artifacts_dir(&self) -> PathBuf {
@@ -300,8 +333,10 @@ impl Agents {
             let result = self.deploy_into_runtime(&rec).await;
             match result {
                 Ok(()) => {
-                    if rec.state == State::Stopped {
-                        let _ = self.wasm.stop(&rec.agent_id).await;
+                    if rec.state == State::Stopped
+                        && let Ok(rt) = self.runtime(rec.runtime)
+                    {
+                        let _ = rt.stop(&rec.agent_id).await;
                     }
                     restored += 1;
                 }
@@ -335,20 +370,38 @@ impl Agents {
     async fn deploy_into_runtime(&self, rec: &AgentRecord) -> Result<(), Rejection> {
         let spec = AgentSpec::parse(&rec.spec, "(stored)")
             .map_err(|e| reject("bad_spec", e.to_string()))?;
-        let bytes = std::fs::read(self.artifact_path(&rec.artifact_sha256)).map_err(|e| {
-            reject(
-                "artifact_unavailable",
-                format!("component {}: {e}", rec.artifact_sha256),
-            )
-        })?;
         let (limits, grants) = limits_and_grants(&spec);
-        self.wasm
+        let artifact = match rec.runtime {
+            RuntimeKind::Wasi => Artifact::Component {
+                sha256: rec.artifact_sha256.clone(),
+                bytes: std::fs::read(self.artifact_path(&rec.artifact_sha256)).map_err(|e| {
+                    reject(
+                        "artifact_unavailable",
+                        format!("component {}: {e}", rec.artifact_sha256),
+                    )
+                })?,
+            },
+            RuntimeKind::Openclaw => {
+                let oc = spec
+                    .openclaw
+                    .as_ref()
+                    .ok_or_else(|| reject("spec_mismatch", "an openclaw spec needs [openclaw]"))?;
+                Artifact::OpenClaw(OpenClawSettings {
+                    model: oc.model.clone(),
+                    system_prompt: oc.system_prompt.clone(),
+                    files: oc
+                        .files
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.content.clone().unwrap_or_default()))
+                        .collect(),
+                    tools: spec.grants.tools.clone(),
+                })
+            }
+        };
+        self.runtime(rec.runtime)?
             .deploy(sparebox_sandbox::DeployRequest {
                 agent_id: rec.agent_id.clone(),
-                artifact: Artifact::Component {
-                    sha256: rec.artifact_sha256.clone(),
-                    bytes,
-                },
+                artifact,
                 limits,
                 grants,
             })
@@ -427,18 +480,22 @@ impl Agents {
         agent_id: &str,
         now: u64,
     ) -> Result<DeployResponse, Rejection> {
-        let artifact = spec
-            .spec
-            .artifact
-            .as_ref()
-            .and_then(|a| a.sha256.clone())
-            .ok_or_else(|| reject("spec_mismatch", "a wasi spec needs artifact.sha256"))?;
-        self.ensure_artifact(
-            from,
-            &artifact,
-            spec.spec.artifact.as_ref().and_then(|a| a.size),
-        )
-        .await?;
+        // WASI agents need their component; OpenClaw agents are configured
+        // entirely by the spec.
+        let artifact = match offer.runtime {
+            RuntimeKind::Wasi => {
+                let sha = spec
+                    .spec
+                    .artifact
+                    .as_ref()
+                    .and_then(|a| a.sha256.clone())
+                    .ok_or_else(|| reject("spec_mismatch", "a wasi spec needs artifact.sha256"))?;
+                self.ensure_artifact(from, &sha, spec.spec.artifact.as_ref().and_then(|a| a.size))
+                    .await?;
+                sha
+            }
+            RuntimeKind::Openclaw => String::new(),
+        };
         let token = random_hex(32);
         let rec = AgentRecord {
             agent_id: agent_id.to_string(),
@@ -470,13 +527,17 @@ impl Agents {
         let env = match Envelope::seal(&agreement, &self.key) {
             Ok(e) => e,
             Err(e) => {
-                let _ = self.wasm.undeploy(agent_id).await;
+                if let Ok(rt) = self.runtime(rec.runtime) {
+                    let _ = rt.undeploy(agent_id).await;
+                }
                 return Err(reject("internal", e.to_string()));
             }
         };
         let bytes = env.to_bytes();
         if let Err(e) = self.persist_new(&rec, &bytes) {
-            let _ = self.wasm.undeploy(agent_id).await;
+            if let Ok(rt) = self.runtime(rec.runtime) {
+                let _ = rt.undeploy(agent_id).await;
+            }
             return Err(reject("storage", e.to_string()));
         }
         self.records
@@ -652,6 +713,8 @@ impl Agents {
             offer_id: r.offer_id,
             created_at: r.created_at,
             usage: self.meter.get(&r.offer_id).unwrap_or_default(),
+            cpu_percent: self.sample(r).map(|s| s.cpu_percent),
+            rss_bytes: self.sample(r).map(|s| s.rss_bytes),
         }
     }
 
@@ -714,37 +777,26 @@ impl Agents {
     ) -> Result<ControlResponse, Rejection> {
         let id = rec.agent_id.as_str();
         let state_err = |e: StoreError| reject("storage", e.to_string());
+        let rt = self.runtime(rec.runtime)?;
         match action {
             ControlAction::Start => {
-                self.wasm
-                    .start(id)
-                    .await
-                    .map_err(|e| runtime_rejection(&e))?;
+                rt.start(id).await.map_err(|e| runtime_rejection(&e))?;
                 self.set_state(id, State::Running, None)
                     .map_err(state_err)?;
             }
             ControlAction::Stop => {
-                self.wasm
-                    .stop(id)
-                    .await
-                    .map_err(|e| runtime_rejection(&e))?;
+                rt.stop(id).await.map_err(|e| runtime_rejection(&e))?;
                 self.set_state(id, State::Stopped, None)
                     .map_err(state_err)?;
             }
             ControlAction::Restart => {
-                self.wasm
-                    .stop(id)
-                    .await
-                    .map_err(|e| runtime_rejection(&e))?;
-                self.wasm
-                    .start(id)
-                    .await
-                    .map_err(|e| runtime_rejection(&e))?;
+                rt.stop(id).await.map_err(|e| runtime_rejection(&e))?;
+                rt.start(id).await.map_err(|e| runtime_rejection(&e))?;
                 self.set_state(id, State::Running, None)
                     .map_err(state_err)?;
             }
             ControlAction::Undeploy => {
-                let _ = self.wasm.undeploy(id).await;
+                let _ = rt.undeploy(id).await;
                 self.trees
                     .agents
                     .remove(id.as_bytes())
@@ -765,13 +817,14 @@ impl Agents {
                 let old = AgentSpec::parse(&rec.spec, "(stored)")
                     .map_err(|e| reject("bad_spec", e.to_string()))?;
                 if new.spec.runtime != rec.runtime
+                    || rec.runtime != RuntimeKind::Wasi
                     || new.spec.artifact.as_ref().and_then(|a| a.sha256.clone())
                         != old.artifact.as_ref().and_then(|a| a.sha256.clone())
                     || new.spec.resource_request() != rec.resources
                 {
                     return Err(reject(
                         "update_not_supported",
-                        "update-config may change grants, schedule and settings, not the runtime, artifact or resources (deploy a new offer for those)",
+                        "update-config may change a WASI agent's grants, schedule and settings, not its runtime, artifact or resources, and not an OpenClaw agent (deploy a new offer for those)",
                     ));
                 }
                 let (limits, grants) = limits_and_grants(&new.spec);
@@ -788,8 +841,7 @@ impl Agents {
             ControlAction::Status => {}
             ControlAction::Logs { tail } => {
                 let lines = self
-                    .wasm
-                    .logs(id, tail.min(10_000) as usize)
+                    .logs(rec, tail.min(10_000) as usize)
                     .map_err(|e| runtime_rejection(&e))?;
                 return Ok(ControlResponse::Logs { lines });
             }
@@ -901,7 +953,13 @@ impl Agents {
         };
         let _ = self.put_task(&view);
         let started = Instant::now();
-        let outcome = self.wasm.execute(agent_id, task).await;
+        let runtime = self
+            .record(agent_id)
+            .map_or(RuntimeKind::Wasi, |r| r.runtime);
+        let outcome = match self.runtime(runtime) {
+            Ok(rt) => rt.execute(agent_id, task).await,
+            Err(r) => Err(RuntimeError::Setup(r.message)),
+        };
         let elapsed = started.elapsed();
         self.metrics.task_seconds.observe(elapsed.as_secs_f64());
         let ms = elapsed.as_millis() as u64;
@@ -998,11 +1056,21 @@ impl Agents {
             if secs >= 10 {
                 last_meter += Duration::from_secs(secs);
                 for r in records.iter().filter(|r| r.state == State::Running) {
+                    // Process agents are metered from their samples; WASI
+                    // agents by reservation (their CPU is counted per task).
+                    let (cpu_ms, mib) = match self.sample(r) {
+                        Some(s) => (
+                            (f64::from(s.cpu_percent) * 10.0 * secs as f64) as u64,
+                            s.rss_bytes >> 20,
+                        ),
+                        None => (0, u64::from(r.resources.resources.memory_mib)),
+                    };
                     let _ = self.meter.add(
                         &r.offer_id,
                         UsageCounters {
                             wall_secs: secs,
-                            memory_mib_secs: secs * u64::from(r.resources.resources.memory_mib),
+                            cpu_ms,
+                            memory_mib_secs: secs * mib,
                             ..Default::default()
                         },
                     );
@@ -1065,6 +1133,26 @@ impl Agents {
             .unwrap_or_else(|p| p.into_inner())
             .len() as i64;
         counts.insert("deploying", deploying);
+        for r in self
+            .records
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            if let Some(smp) = self.sample(r) {
+                let l = crate::metrics::AgentLabels {
+                    agent: r.agent_id.clone(),
+                };
+                self.metrics
+                    .agent_rss
+                    .get_or_create(&l)
+                    .set(smp.rss_bytes as i64);
+                self.metrics
+                    .agent_cpu
+                    .get_or_create(&l)
+                    .set(f64::from(smp.cpu_percent));
+            }
+        }
         for (state, n) in counts {
             self.metrics
                 .agents

@@ -227,6 +227,9 @@ fn control(target: Target, action: ControlAction) -> anyhow::Result<ExitCode> {
                     "  usage:  {} tasks, {} tokens, {} s running, {} ms CPU, {} MiB·s",
                     u.tasks, u.tokens, u.wall_secs, u.cpu_ms, u.memory_mib_secs
                 );
+                if let (Some(cpu), Some(rss)) = (view.cpu_percent, view.rss_bytes) {
+                    println!("  now:    {cpu:.1}% CPU, {} MiB RSS", rss >> 20);
+                }
             }
         }
         ControlResponse::Logs { lines } => {

@@ -110,6 +110,10 @@ pub struct AgentView {
     pub offer_id: Id,
     pub created_at: u64,
     pub usage: UsageCounters,
+    /// Latest CPU % of the agent's process tree (process agents).
+    pub cpu_percent: Option<f32>,
+    /// Latest RSS of the agent's process tree in bytes (process agents).
+    pub rss_bytes: Option<u64>,
 }
 
 /// A task as the host reports it.
