@@ -209,7 +209,10 @@ impl Node {
             .map_err(|(i, e)| NodeError::Config(format!("direct.allowed_deployers[{i}]: {e}")))?;
         let caps = Caps::from_config(config);
         let mut wasm_cfg = sparebox_sandbox::wasm::WasmConfig::new(data_dir.join("wasm"));
-        wasm_cfg.max_memory_per_agent = (caps.resources.memory_mib as usize) << 20;
+        // A WASI agent may use up to the host's memory cap, but at most 2 GiB:
+        // the pooling allocator reserves address space per memory (4 GiB) and
+        // falls back to slower on-demand allocation above that.
+        wasm_cfg.max_memory_per_agent = (caps.resources.memory_mib.min(2048) as usize) << 20;
         let wasm = Arc::new(sparebox_sandbox::wasm::WasmRuntime::new(
             wasm_cfg,
             store.db().clone(),
