@@ -6,4 +6,10 @@
 //! wire types with the node through [`sparebox_node::protocol`], so a voucher
 //! it signs is byte-for-byte what a node verifies.
 
+//!
+//! Built so far: [`ledger`], the double-entry ledger in integer cents with
+//! idempotent, cause-keyed entries and an invariant check.
+
+pub mod ledger;
+
 pub use sparebox_node::protocol;
