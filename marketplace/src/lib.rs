@@ -8,8 +8,10 @@
 
 //!
 //! Built so far: [`ledger`], the double-entry ledger in integer cents with
-//! idempotent, cause-keyed entries and an invariant check.
+//! idempotent, cause-keyed entries and an invariant check, and [`vouchers`],
+//! which reserve credit and are signed with the marketplace key.
 
 pub mod ledger;
+pub mod vouchers;
 
 pub use sparebox_node::protocol;
