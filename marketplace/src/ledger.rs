@@ -188,6 +188,13 @@ impl Ledger {
         Ok(posted)
     }
 
+    /// Whether an entry for `cause` was posted.
+    pub fn has(&self, cause: &Cause) -> Result<bool, LedgerError> {
+        self.entries
+            .contains_key(cause.key().as_bytes())
+            .map_err(storage)
+    }
+
     /// All entries, in key order.
     pub fn entries(&self) -> Result<Vec<Entry>, LedgerError> {
         self.entries

@@ -8,10 +8,12 @@
 
 //!
 //! Built so far: [`ledger`], the double-entry ledger in integer cents with
-//! idempotent, cause-keyed entries and an invariant check, and [`vouchers`],
-//! which reserve credit and are signed with the marketplace key.
+//! idempotent, cause-keyed entries and an invariant check; [`vouchers`],
+//! which reserve credit and are signed with the marketplace key; and
+//! [`usage`], which turns hosts' signed usage reports into capped charges.
 
 pub mod ledger;
+pub mod usage;
 pub mod vouchers;
 
 pub use sparebox_node::protocol;
