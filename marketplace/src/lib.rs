@@ -13,6 +13,7 @@
 //! [`usage`], which turns hosts' signed usage reports into capped charges.
 
 pub mod ledger;
+pub mod service;
 pub mod usage;
 pub mod vouchers;
 

@@ -6,7 +6,7 @@ mod deploy;
 mod files;
 mod hosts;
 mod keys;
-mod logging;
+pub mod logging;
 mod node;
 mod offer;
 mod openclaw;

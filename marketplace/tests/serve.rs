@@ -1,0 +1,80 @@
+//! `sparebox-market serve` as a process: it starts on 127.0.0.1:0, checks
+//! its ledger, answers health and metrics, and exits 0 on SIGTERM.
+#![allow(clippy::unwrap_used)] // test file: a failed unwrap is a failed test
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+#[tokio::test]
+async fn serve_answers_health_and_metrics_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sparebox-market"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("m"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut url, mut id) = (String::new(), String::new());
+    while url.is_empty() {
+        let l = lines.next().expect("banner").unwrap();
+        if let Some(v) = l.trim().strip_prefix("http:") {
+            url = v.trim().to_string();
+        }
+        if let Some(v) = l.trim().strip_prefix("market id:") {
+            id = v.trim().to_string();
+        }
+    }
+    let h: serde_json::Value = reqwest::get(format!("{url}/api/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["marketId"], id.as_str());
+    assert_eq!(h["billing"], "test-ledger");
+    let m = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("sparebox_market_ledger_ok 1"), "{m}");
+    assert!(dir.path().join("m/market.key").exists());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+}
+
+#[test]
+fn stripe_mode_is_refused_until_it_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sparebox-market"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--billing",
+            "stripe",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("test-ledger"));
+}
