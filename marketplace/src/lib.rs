@@ -10,8 +10,11 @@
 //! Built so far: [`ledger`], the double-entry ledger in integer cents with
 //! idempotent, cause-keyed entries and an invariant check; [`vouchers`],
 //! which reserve credit and are signed with the marketplace key; and
-//! [`usage`], which turns hosts' signed usage reports into capped charges.
+//! [`usage`], which turns hosts' signed usage reports into capped charges;
+//! [`billing`], the `Billing` trait with its test-ledger mode and the
+//! settlement job; and [`service`], `sparebox-market serve`.
 
+pub mod billing;
 pub mod ledger;
 pub mod service;
 pub mod usage;
