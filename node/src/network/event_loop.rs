@@ -16,7 +16,8 @@ use super::{Command, Inbound, NetConfig, NetError, NetInfo, PeerView, Reply};
 use crate::adverts::{TOPIC, Verdict};
 use crate::identity::{Keypair, PublicKey};
 use crate::protocol::rpc::{
-    ArtifactResponse, ControlResponse, DeployResponse, Rejection, SyncRequest,
+    ArtifactRequest, ArtifactResponse, ControlRequest, ControlResponse, DeployRequest,
+    DeployResponse, Rejection, SyncRequest,
 };
 
 /// Converts a PeerId to our key type (every Sparebox peer is ed25519).
@@ -45,6 +46,45 @@ struct PeerMeta {
     rtt_ms: Option<f64>,
 }
 
+type Pending<R> = HashMap<OutboundRequestId, (PeerId, Reply<R>)>;
+
+/// Settles an event of one request-response behaviour against the requests
+/// we sent (answers and failures go to their waiting callers) and returns an
+/// inbound request, if that is what it was, for the caller to serve.
+fn route<Req, Resp>(
+    pending: &mut Pending<Resp>,
+    e: request_response::Event<Req, Resp>,
+) -> Option<(PeerId, Req, behaviour::Channel<Resp>)> {
+    match e {
+        request_response::Event::Message { peer, message, .. } => match message {
+            request_response::Message::Request {
+                request, channel, ..
+            } => Some((peer, request, channel)),
+            request_response::Message::Response {
+                request_id,
+                response,
+            } => {
+                if let Some((_, reply)) = pending.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+                None
+            }
+        },
+        request_response::Event::OutboundFailure {
+            request_id, error, ..
+        } => {
+            if let Some((p, reply)) = pending.remove(&request_id) {
+                let _ = reply.send(Err(NetError::Request {
+                    peer: p.to_string(),
+                    reason: error.to_string(),
+                }));
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
 /// Owns the Swarm; see the module docs of [`super`].
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -52,9 +92,9 @@ pub struct EventLoop {
     tx: mpsc::Sender<Command>,
     inbound: Arc<dyn Inbound>,
     topic: gossipsub::IdentTopic,
-    deploys: HashMap<OutboundRequestId, (PeerId, Reply<DeployResponse>)>,
-    controls: HashMap<OutboundRequestId, (PeerId, Reply<ControlResponse>)>,
-    artifacts: HashMap<OutboundRequestId, (PeerId, Reply<ArtifactResponse>)>,
+    deploys: Pending<DeployResponse>,
+    controls: Pending<ControlResponse>,
+    artifacts: Pending<ArtifactResponse>,
     dials: HashMap<PeerId, Vec<Reply<()>>>,
     peers: HashMap<PeerId, PeerMeta>,
     nat: &'static str,
@@ -294,19 +334,6 @@ impl EventLoop {
         }
     }
 
-    fn fail_request<T>(
-        map: &mut HashMap<OutboundRequestId, (PeerId, Reply<T>)>,
-        id: OutboundRequestId,
-        reason: String,
-    ) {
-        if let Some((p, reply)) = map.remove(&id) {
-            let _ = reply.send(Err(NetError::Request {
-                peer: p.to_string(),
-                reason,
-            }));
-        }
-    }
-
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::ConnectionEstablished {
@@ -416,122 +443,59 @@ impl EventLoop {
         }
     }
 
-    fn on_deploy(
-        &mut self,
-        e: request_response::Event<
-            crate::protocol::rpc::DeployRequest,
-            crate::protocol::rpc::DeployResponse,
-        >,
-    ) {
-        match e {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
-                    let Some(from) = key_of(&peer) else {
-                        let r = DeployResponse::Rejected(Rejection::new(
-                            "bad_peer",
-                            "the sending peer has no ed25519 key",
-                        ));
-                        let _ = self.swarm.behaviour_mut().deploy.send_response(channel, r);
-                        return;
-                    };
-                    let inbound = self.inbound.clone();
-                    let tx = self.tx.clone();
-                    tokio::spawn(async move {
-                        let r = inbound.deploy(from, request).await;
-                        let _ = tx.send(Command::RespondDeploy(channel, r)).await;
-                    });
-                }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some((_, reply)) = self.deploys.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure {
-                request_id, error, ..
-            } => Self::fail_request(&mut self.deploys, request_id, error.to_string()),
-            _ => {}
+    /// Spawns `work` on the inbound handler and sends its answer back to the
+    /// loop, which owns the Swarm and so must write the response itself.
+    fn serve<R, Fut>(
+        &self,
+        channel: behaviour::Channel<R>,
+        respond: fn(behaviour::Channel<R>, R) -> Command,
+        work: impl FnOnce(Arc<dyn Inbound>) -> Fut + Send + 'static,
+    ) where
+        R: Send + 'static,
+        Fut: std::future::Future<Output = R> + Send + 'static,
+    {
+        let inbound = self.inbound.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let r = work(inbound).await;
+            let _ = tx.send(respond(channel, r)).await;
+        });
+    }
+
+    fn on_deploy(&mut self, e: request_response::Event<DeployRequest, DeployResponse>) {
+        let Some((peer, request, channel)) = route(&mut self.deploys, e) else {
+            return;
+        };
+        let Some(from) = key_of(&peer) else {
+            let r = DeployResponse::Rejected(Rejection::new(
+                "bad_peer",
+                "the sending peer has no ed25519 key",
+            ));
+            let _ = self.swarm.behaviour_mut().deploy.send_response(channel, r);
+            return;
+        };
+        self.serve(channel, Command::RespondDeploy, move |i| async move {
+            i.deploy(from, request).await
+        });
+    }
+
+    fn on_control(&mut self, e: request_response::Event<ControlRequest, ControlResponse>) {
+        if let Some((peer, request, channel)) = route(&mut self.controls, e)
+            && let Some(from) = key_of(&peer)
+        {
+            self.serve(channel, Command::RespondControl, move |i| async move {
+                i.control(from, request).await
+            });
         }
     }
 
-    fn on_control(
-        &mut self,
-        e: request_response::Event<
-            crate::protocol::rpc::ControlRequest,
-            crate::protocol::rpc::ControlResponse,
-        >,
-    ) {
-        match e {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
-                    let Some(from) = key_of(&peer) else {
-                        return;
-                    };
-                    let inbound = self.inbound.clone();
-                    let tx = self.tx.clone();
-                    tokio::spawn(async move {
-                        let r = inbound.control(from, request).await;
-                        let _ = tx.send(Command::RespondControl(channel, r)).await;
-                    });
-                }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some((_, reply)) = self.controls.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure {
-                request_id, error, ..
-            } => Self::fail_request(&mut self.controls, request_id, error.to_string()),
-            _ => {}
-        }
-    }
-
-    fn on_artifact(
-        &mut self,
-        e: request_response::Event<
-            crate::protocol::rpc::ArtifactRequest,
-            crate::protocol::rpc::ArtifactResponse,
-        >,
-    ) {
-        match e {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request {
-                    request, channel, ..
-                } => {
-                    let Some(from) = key_of(&peer) else {
-                        return;
-                    };
-                    let inbound = self.inbound.clone();
-                    let tx = self.tx.clone();
-                    tokio::spawn(async move {
-                        let r = inbound.artifact(from, request).await;
-                        let _ = tx.send(Command::RespondArtifact(channel, r)).await;
-                    });
-                }
-                request_response::Message::Response {
-                    request_id,
-                    response,
-                } => {
-                    if let Some((_, reply)) = self.artifacts.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure {
-                request_id, error, ..
-            } => Self::fail_request(&mut self.artifacts, request_id, error.to_string()),
-            _ => {}
+    fn on_artifact(&mut self, e: request_response::Event<ArtifactRequest, ArtifactResponse>) {
+        if let Some((peer, request, channel)) = route(&mut self.artifacts, e)
+            && let Some(from) = key_of(&peer)
+        {
+            self.serve(channel, Command::RespondArtifact, move |i| async move {
+                i.artifact(from, request).await
+            });
         }
     }
 
