@@ -145,3 +145,58 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A direct (free) offer from `deployer` to `host` for `spec`, valid for
+/// ten minutes, with a fresh id and nonce.
+pub fn direct_offer(
+    deployer: &sparebox_node::identity::Keypair,
+    host: sparebox_node::identity::PublicKey,
+    spec: &sparebox_node::spec::ResolvedSpec,
+) -> sparebox_node::protocol::DeploymentOffer {
+    use sparebox_node::protocol::{DeploymentOffer, Id, Message, Payment, PriceTerms, now_secs};
+    let now = now_secs();
+    DeploymentOffer {
+        version: DeploymentOffer::VERSION,
+        offer_id: Id::random().expect("random"),
+        deployer: deployer.public(),
+        host,
+        issued_at: now,
+        expires_at: now + 600,
+        nonce: Id::random().expect("random"),
+        spec_sha256: spec.sha256,
+        runtime: spec.spec.runtime,
+        resources: spec.spec.resource_request(),
+        price: PriceTerms {
+            currency: "usd".into(),
+            ..PriceTerms::default()
+        },
+        payment: Payment::Direct,
+    }
+}
+
+/// Polls `GET {node_api}/api/tasks/{task_id}` with `token` until the task
+/// has completed or failed (at most `limit`), and returns it.
+pub async fn wait_task(
+    node_api: &str,
+    task_id: &str,
+    token: &str,
+    limit: Duration,
+) -> serde_json::Value {
+    eventually(limit, "task done", || {
+        let url = format!("{node_api}/api/tasks/{task_id}");
+        let token = token.to_string();
+        async move {
+            let t: serde_json::Value = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (t["status"] == "completed" || t["status"] == "failed").then_some(t)
+        }
+    })
+    .await
+}

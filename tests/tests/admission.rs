@@ -14,11 +14,11 @@ use sparebox_node::protocol::rpc::{
     ControlRequest, ControlResponse, DeployRequest, DeployResponse,
 };
 use sparebox_node::protocol::{
-    CapacityAdvert, ControlAction, ControlCommand, DeploymentOffer, Envelope, Id, Message, Payment,
-    PriceList, PriceTerms, Resources, RuntimeKind, RuntimeOffer, now_secs, sha256,
+    CapacityAdvert, ControlAction, ControlCommand, DeploymentOffer, Envelope, Id, Message,
+    PriceList, Resources, RuntimeKind, RuntimeOffer, now_secs, sha256,
 };
 use sparebox_node::spec::{AgentSpec, ResolvedSpec};
-use sparebox_tests::{TestNode, eventually, repo_root, spawn_node_with, within};
+use sparebox_tests::{TestNode, direct_offer, eventually, repo_root, spawn_node_with, within};
 
 /// The echo spec (with `memory_mib` replaced), resolved, and its component.
 fn echo_spec(memory_mib: u32) -> (ResolvedSpec, Vec<u8>) {
@@ -39,24 +39,7 @@ fn openclaw_spec() -> ResolvedSpec {
 }
 
 fn offer(key: &Keypair, host: PublicKey, spec: &ResolvedSpec) -> DeploymentOffer {
-    let now = now_secs();
-    DeploymentOffer {
-        version: DeploymentOffer::VERSION,
-        offer_id: Id::random().unwrap(),
-        deployer: key.public(),
-        host,
-        issued_at: now,
-        expires_at: now + 600,
-        nonce: Id::random().unwrap(),
-        spec_sha256: spec.sha256,
-        runtime: spec.spec.runtime,
-        resources: spec.spec.resource_request(),
-        price: PriceTerms {
-            currency: "usd".into(),
-            ..PriceTerms::default()
-        },
-        payment: Payment::Direct,
-    }
+    direct_offer(key, host, spec)
 }
 
 struct Rig {

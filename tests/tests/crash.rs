@@ -13,11 +13,9 @@ use sparebox_node::identity::{Keypair, PublicKey};
 use sparebox_node::network::light::{self, Light};
 use sparebox_node::network::{self, Inbound, NetConfig};
 use sparebox_node::protocol::rpc::*;
-use sparebox_node::protocol::{
-    DeploymentOffer, Envelope, Id, Message, Payment, PriceTerms, now_secs, sha256,
-};
+use sparebox_node::protocol::{Envelope, sha256};
 use sparebox_node::spec::AgentSpec;
-use sparebox_tests::{eventually, repo_root, sparebox_bin, within};
+use sparebox_tests::{direct_offer, eventually, repo_root, sparebox_bin, within};
 
 /// A deployer that accepts the host's artifact requests and never answers.
 struct Staller;
@@ -97,24 +95,7 @@ fn signed_offer(key: &Keypair, host: PublicKey) -> (Vec<u8>, String, Vec<u8>) {
         .unwrap()
         .resolve(path.parent().unwrap())
         .unwrap();
-    let now = now_secs();
-    let offer = DeploymentOffer {
-        version: DeploymentOffer::VERSION,
-        offer_id: Id::random().unwrap(),
-        deployer: key.public(),
-        host,
-        issued_at: now,
-        expires_at: now + 600,
-        nonce: Id::random().unwrap(),
-        spec_sha256: spec.sha256,
-        runtime: spec.spec.runtime,
-        resources: spec.spec.resource_request(),
-        price: PriceTerms {
-            currency: "usd".into(),
-            ..PriceTerms::default()
-        },
-        payment: Payment::Direct,
-    };
+    let offer = direct_offer(key, host, &spec);
     (
         Envelope::seal(&offer, key).unwrap().to_bytes(),
         spec.document,

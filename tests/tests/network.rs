@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sparebox_node::identity::PublicKey;
-use sparebox_tests::{Deployer, eventually, repo_root, restart, spawn_node_with, within};
+use sparebox_tests::{
+    Deployer, eventually, repo_root, restart, spawn_node_with, wait_task, within,
+};
 
 async fn get_json(url: &str) -> Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
@@ -28,23 +30,7 @@ async fn round_trip(node_api: &str, api_url: &str, token: &str, content: &str) -
     assert_eq!(r.status(), 202);
     let task: Value = r.json().await.unwrap();
     let id = task["taskId"].as_str().unwrap().to_string();
-    eventually(Duration::from_secs(10), "task completes", || {
-        let url = format!("{node_api}/api/tasks/{id}");
-        let token = token.to_string();
-        async move {
-            let t: Value = reqwest::Client::new()
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (t["status"] == "completed" || t["status"] == "failed").then_some(t)
-        }
-    })
-    .await
+    wait_task(node_api, &id, token, Duration::from_secs(10)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sparebox_node::protocol::RuntimeKind;
 use sparebox_tests::fake_llm::fake_llm;
-use sparebox_tests::{Deployer, eventually, repo_root, spawn_node_with, within};
+use sparebox_tests::{Deployer, repo_root, spawn_node_with, wait_task, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openclaw_agent_through_the_node() {
@@ -77,23 +77,7 @@ async fn openclaw_agent_through_the_node() {
             .await
             .unwrap();
         let task_id = r["taskId"].as_str().unwrap().to_string();
-        let task = eventually(Duration::from_secs(90), "task done", || {
-            let url = format!("{}/api/tasks/{task_id}", node.api_url());
-            let token = token.clone();
-            async move {
-                let t: Value = reqwest::Client::new()
-                    .get(url)
-                    .bearer_auth(token)
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                (t["status"] == "completed" || t["status"] == "failed").then_some(t)
-            }
-        })
-        .await;
+        let task = wait_task(&node.api_url(), &task_id, &token, Duration::from_secs(90)).await;
         assert_eq!(task["result"], "the fake model says hi", "{task}");
         assert_eq!(task["tokensUsed"], 15);
         assert_eq!(seen.lock().unwrap().last().unwrap()["model"], "gpt-4o-mini");

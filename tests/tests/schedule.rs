@@ -11,11 +11,10 @@ use sparebox_node::protocol::rpc::{
     ControlRequest, ControlResponse, DeployRequest, DeployResponse,
 };
 use sparebox_node::protocol::{
-    ControlAction, ControlCommand, DeploymentOffer, Envelope, Id, Message, Payment, PriceTerms,
-    now_secs, sha256,
+    ControlAction, ControlCommand, Envelope, Id, Message, now_secs, sha256,
 };
 use sparebox_node::spec::{AgentSpec, Schedule};
-use sparebox_tests::{repo_root, restart, spawn_node_with, within};
+use sparebox_tests::{direct_offer, repo_root, restart, spawn_node_with, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tick_missed_while_down_fires_once_after_restart() {
@@ -35,24 +34,7 @@ async fn a_tick_missed_while_down_fires_once_after_restart() {
         });
         let (spec, artifact) = spec.resolve(path.parent().unwrap()).unwrap();
         let component = std::fs::read(artifact.unwrap()).unwrap();
-        let now = now_secs();
-        let offer = DeploymentOffer {
-            version: DeploymentOffer::VERSION,
-            offer_id: Id::random().unwrap(),
-            deployer: deployer.public(),
-            host,
-            issued_at: now,
-            expires_at: now + 600,
-            nonce: Id::random().unwrap(),
-            spec_sha256: spec.sha256,
-            runtime: spec.spec.runtime,
-            resources: spec.spec.resource_request(),
-            price: PriceTerms {
-                currency: "usd".into(),
-                ..PriceTerms::default()
-            },
-            payment: Payment::Direct,
-        };
+        let offer = direct_offer(&deployer, host, &spec);
         let peer = Arc::new(Light::default());
         peer.artifacts
             .lock()
