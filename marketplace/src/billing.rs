@@ -134,7 +134,7 @@ pub async fn settle(
                 if earned_u == 0 || earned_u < min_cents {
                     continue;
                 }
-                let position = ledger.entries()?.len();
+                let position = ledger.entry_count();
                 let key = format!("{host}-{earned_u}-{position}");
                 pending
                     .insert(host.as_bytes(), format!("{earned_u} {key}").as_bytes())

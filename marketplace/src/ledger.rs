@@ -188,6 +188,35 @@ impl Ledger {
         Ok(posted)
     }
 
+    /// Entries posted so far.
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Totals from the stored balances alone (cheap: one read per account).
+    /// [`Ledger::check`] verifies them against the entries.
+    pub fn totals(&self) -> Result<Totals, LedgerError> {
+        let mut t = Totals {
+            payments: 0,
+            payouts: 0,
+            refunds: 0,
+            fees: 0,
+            internal: 0,
+        };
+        for item in self.balances.iter() {
+            let (k, v) = item.map_err(storage)?;
+            let v = read_i64(Some(v));
+            match k.as_ref() {
+                b"payments" => t.payments = -v,
+                b"payouts" => t.payouts = v,
+                b"refunds" => t.refunds = v,
+                b"fees" => t.fees = v,
+                _ => t.internal += v,
+            }
+        }
+        Ok(t)
+    }
+
     /// Whether an entry for `cause` was posted.
     pub fn has(&self, cause: &Cause) -> Result<bool, LedgerError> {
         self.entries
@@ -383,6 +412,12 @@ mod tests {
         assert_eq!(l.balance(&Account::Earnings("host".into())).unwrap(), 0);
         assert_eq!(l.balance(&Account::Fees).unwrap(), 150);
         let t = l.check().unwrap();
+        assert_eq!(
+            l.totals().unwrap(),
+            t,
+            "balances alone give the same totals"
+        );
+        assert_eq!(l.entry_count(), 7);
         assert_eq!(
             t,
             Totals {

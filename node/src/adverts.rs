@@ -208,8 +208,14 @@ impl AdvertIndex {
             .map(|e| AdvertView::from_advert(&e.advert))
     }
 
+    /// Live adverts in the index.
     pub fn len(&self, now: u64) -> usize {
-        self.list(now).len()
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|e| live(&e.advert, now))
+            .count()
     }
 
     pub fn is_empty(&self, now: u64) -> bool {

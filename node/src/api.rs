@@ -132,7 +132,7 @@ async fn health(State(state): State<Arc<ApiState>>) -> Json<Health> {
         version: env!("CARGO_PKG_VERSION"),
         peer_id: state.node.to_peer_id(),
         tasks_completed: state.agents.tasks_completed(),
-        agents: state.agents.list().len(),
+        agents: state.agents.count(),
     })
 }
 

@@ -726,6 +726,11 @@ impl Agents {
         v
     }
 
+    /// How many agents this node holds.
+    pub fn count(&self) -> usize {
+        self.records.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     pub fn usage_totals(&self) -> UsageCounters {
         self.meter.totals()
     }
