@@ -152,7 +152,6 @@ struct Agent {
     /// `true` while the agent should run.
     want: watch::Sender<bool>,
     sample: Mutex<Sample>,
-    pid: Mutex<Option<u32>>,
     completed: std::sync::atomic::AtomicU64,
     failed: std::sync::atomic::AtomicU64,
 }
@@ -381,10 +380,7 @@ impl Shared {
                 };
             }
         };
-        let pid = child.id();
-        *a.pid.lock().unwrap_or_else(|p| p.into_inner()) = pid;
         let end = self.watch(a, &mut child, want).await;
-        *a.pid.lock().unwrap_or_else(|p| p.into_inner()) = None;
         if let Some(cg) = cgroup {
             // Done before the next start creates the same cgroup again.
             let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
@@ -634,7 +630,52 @@ impl Runtime for ProcessRuntime {
     /// Port, profile, then start and wait for `/readyz`. Fails (and cleans
     /// up) if the gateway does not become ready.
     async fn deploy(&self, req: DeployRequest) -> Result<(), RuntimeError> {
-        self.deploy_agent(req).await
+        let Artifact::OpenClaw(settings) = req.artifact else {
+            return Err(RuntimeError::Setup(
+                "the process runtime runs OpenClaw profiles, not components".into(),
+            ));
+        };
+        let id = req.agent_id.clone();
+        if self.get(&id).is_ok() {
+            return Err(RuntimeError::AlreadyDeployed(id));
+        }
+        let port = self.ports.allocate(&id)?;
+        let dir = self.shared.cfg.root.join("agents").join(&id);
+        openclaw::write_profile(&dir, port, &settings, &self.shared.cfg.llm)?;
+        let (want, _) = watch::channel(true);
+        let (state, _) = watch::channel(ProcState::Starting);
+        let a = Arc::new(Agent {
+            id: id.clone(),
+            settings,
+            limits: req.limits,
+            port,
+            token: random_token(),
+            dir,
+            log: Arc::new(LogBuffer::default()),
+            state,
+            want,
+            sample: Mutex::new(Sample::default()),
+            completed: Default::default(),
+            failed: Default::default(),
+        });
+        self.agents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), a.clone());
+        self.spawn_supervisor(a.clone());
+        match self
+            .settled(&a, self.shared.cfg.ready_timeout + Duration::from_secs(5))
+            .await
+        {
+            ProcState::Running => Ok(()),
+            other => {
+                let _ = self.undeploy(&id).await;
+                Err(RuntimeError::Setup(format!(
+                    "the gateway did not become ready: {}",
+                    serde_json::to_string(&other).unwrap_or_default()
+                )))
+            }
+        }
     }
 
     async fn start(&self, agent: &str) -> Result<(), RuntimeError> {
@@ -773,56 +814,6 @@ impl Runtime for ProcessRuntime {
 }
 
 impl ProcessRuntime {
-    async fn deploy_agent(&self, req: DeployRequest) -> Result<(), RuntimeError> {
-        let Artifact::OpenClaw(settings) = req.artifact else {
-            return Err(RuntimeError::Setup(
-                "the process runtime runs OpenClaw profiles, not components".into(),
-            ));
-        };
-        let id = req.agent_id.clone();
-        if self.get(&id).is_ok() {
-            return Err(RuntimeError::AlreadyDeployed(id));
-        }
-        let port = self.ports.allocate(&id)?;
-        let dir = self.shared.cfg.root.join("agents").join(&id);
-        openclaw::write_profile(&dir, port, &settings, &self.shared.cfg.llm)?;
-        let (want, _) = watch::channel(true);
-        let (state, _) = watch::channel(ProcState::Starting);
-        let a = Arc::new(Agent {
-            id: id.clone(),
-            settings,
-            limits: req.limits,
-            port,
-            token: random_token(),
-            dir,
-            log: Arc::new(LogBuffer::default()),
-            state,
-            want,
-            sample: Mutex::new(Sample::default()),
-            pid: Mutex::new(None),
-            completed: Default::default(),
-            failed: Default::default(),
-        });
-        self.agents
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), a.clone());
-        self.spawn_supervisor(a.clone());
-        match self
-            .settled(&a, self.shared.cfg.ready_timeout + Duration::from_secs(5))
-            .await
-        {
-            ProcState::Running => Ok(()),
-            other => {
-                let _ = self.undeploy(&id).await;
-                Err(RuntimeError::Setup(format!(
-                    "the gateway did not become ready: {}",
-                    serde_json::to_string(&other).unwrap_or_default()
-                )))
-            }
-        }
-    }
-
     /// The settings an agent was deployed with.
     pub fn settings(&self, id: &str) -> Result<OpenClawSettings, RuntimeError> {
         Ok(self.get(id)?.settings.clone())
