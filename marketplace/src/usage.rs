@@ -87,14 +87,6 @@ pub struct Usage {
     market: PublicKey,
 }
 
-/// Price of the totals under the offer's terms, in cents (rounded down).
-fn price(offer: &DeploymentOffer, c: &UsageCounters) -> u64 {
-    let p = &offer.price;
-    let hours = u128::from(p.cents_per_hour) * u128::from(c.wall_secs) / 3600;
-    let tokens = u128::from(p.cents_per_1k_tokens) * u128::from(c.tokens) / 1000;
-    u64::try_from(hours + tokens).unwrap_or(u64::MAX)
-}
-
 impl Usage {
     pub fn open(db: &sled::Db, ledger: Ledger, market: PublicKey) -> Result<Usage, UsageError> {
         Ok(Usage {
@@ -165,7 +157,7 @@ impl Usage {
                 last: last.seq,
             });
         }
-        let total = price(&offer, c).min(offer.price.max_total_cents);
+        let total = offer.price.charge_for(c);
         let voucher_id = voucher.voucher_id.to_string();
         let reserved = self
             .ledger

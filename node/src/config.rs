@@ -36,6 +36,9 @@ pub struct NodeConfig {
     pub admission: AdmissionConfig,
     /// Free/direct mode: price-0 offers from allow-listed deployer keys.
     pub direct: DirectConfig,
+    /// Paid mode: the marketplaces whose vouchers this host accepts, and
+    /// how usage is reported to them.
+    pub market: MarketConfig,
     /// The libp2p network.
     pub network: NetworkConfig,
     /// What this host offers: caps, runtimes, prices and labels.
@@ -293,6 +296,33 @@ impl Default for DirectConfig {
     }
 }
 
+/// Paid mode settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MarketConfig {
+    /// Marketplace keys (PeerId or 64 hex digits) whose vouchers this host
+    /// accepts. Default empty: voucher-paid offers are refused with
+    /// `voucher_untrusted`. A marketplace shows its key at `/api/health`.
+    pub trusted_keys: Vec<String>,
+    /// How often each paid agreement's signed usage report is sent, in
+    /// seconds (1 to 60). Default 60.
+    pub report_interval_secs: u64,
+    /// Warn in the log when an agreement has spent this share of its cap,
+    /// in percent. Default 80. The agent is stopped before the next report
+    /// interval would run past the cap.
+    pub warn_at_percent: u8,
+}
+
+impl Default for MarketConfig {
+    fn default() -> Self {
+        MarketConfig {
+            trusted_keys: Vec::new(),
+            report_interval_secs: 60,
+            warn_at_percent: 80,
+        }
+    }
+}
+
 /// Why a config file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -377,6 +407,25 @@ impl NodeConfig {
                 }
             }
         }
+        let m = &self.market;
+        if !(1..=60).contains(&m.report_interval_secs) {
+            return Err(invalid(
+                "market.report_interval_secs",
+                format!("{} is not within 1..=60", m.report_interval_secs),
+            ));
+        }
+        if !(1..=100).contains(&m.warn_at_percent) {
+            return Err(invalid(
+                "market.warn_at_percent",
+                format!("{} is not within 1..=100", m.warn_at_percent),
+            ));
+        }
+        self.trusted_market_keys()
+            .map_err(|(i, problem)| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                field: format!("market.trusted_keys[{i}]"),
+                problem,
+            })?;
         self.allowed_deployer_keys()
             .map_err(|(i, problem)| ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -390,6 +439,16 @@ impl NodeConfig {
     pub fn allowed_deployer_keys(&self) -> Result<Vec<PublicKey>, (usize, String)> {
         self.direct
             .allowed_deployers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.parse::<PublicKey>().map_err(|e| (i, e.to_string())))
+            .collect()
+    }
+
+    /// The trusted marketplace keys, parsed.
+    pub fn trusted_market_keys(&self) -> Result<Vec<PublicKey>, (usize, String)> {
+        self.market
+            .trusted_keys
             .iter()
             .enumerate()
             .map(|(i, s)| s.parse::<PublicKey>().map_err(|e| (i, e.to_string())))

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use crate::adverts::{self, AdvertIndex, Caps, Verdict};
 use crate::agents::{Agents, AgentsConfig, Policy};
 use crate::api::{self, ApiState};
+use crate::billing::BillingConfig;
 use crate::config::NodeConfig;
 use crate::identity::{KeyError, Keypair, PublicKey};
 use crate::metrics::Metrics;
@@ -204,6 +205,9 @@ impl Node {
         let starts = store.record_start()?;
         let me = key.public();
 
+        let trusted_markets = config
+            .trusted_market_keys()
+            .map_err(|(i, e)| NodeError::Config(format!("market.trusted_keys[{i}]: {e}")))?;
         let allowed = config
             .allowed_deployer_keys()
             .map_err(|(i, e)| NodeError::Config(format!("direct.allowed_deployers[{i}]: {e}")))?;
@@ -277,9 +281,15 @@ impl Node {
                     runtimes: runtimes.iter().map(|r| r.kind).collect(),
                     prices: config.capacity.prices.clone(),
                     caps,
+                    trusted_markets: trusted_markets.clone(),
                 },
                 api_url,
                 data_dir: data_dir.clone(),
+                billing: BillingConfig {
+                    trusted: trusted_markets,
+                    report_interval: Duration::from_secs(config.market.report_interval_secs),
+                    warn_at_percent: config.market.warn_at_percent,
+                },
             },
             &store,
             wasm,
@@ -340,6 +350,7 @@ impl Node {
             own_advert,
         ));
         let background = tokio::spawn(agents.clone().run_background());
+        let reports = tokio::spawn(agents.billing().clone().run_sender(Duration::from_secs(1)));
         tracing::info!(peer_id = %me, data_dir = %data_dir.display(), %api_addr, starts, restored, "node started");
         Ok(Node {
             key,
@@ -353,7 +364,7 @@ impl Node {
             restored,
             stop_api: Some(stop_api),
             api_task,
-            tasks: vec![publisher, background, net_task],
+            tasks: vec![publisher, background, reports, net_task],
         })
     }
 

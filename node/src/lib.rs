@@ -12,6 +12,8 @@
 //! - [`spec`]: the deployer's `AgentSpec` (TOML), validation and resolution.
 //! - [`config`]: the node's TOML config with documented defaults.
 //! - [`store`]: the sled database and the list of its trees.
+//! - [`billing`]: paid agreements: voucher checks, usage reports and their
+//!   outbox, stopping agents whose voucher runs out.
 //! - [`api`]: the HTTP API and the embedded dashboard (`web/dashboard`).
 //! - [`daemon`]: starting and stopping a node.
 //! - [`cli`]: the `sparebox` command line.
@@ -23,6 +25,7 @@
 pub mod adverts;
 pub mod agents;
 pub mod api;
+pub mod billing;
 mod bytes;
 pub mod cli;
 pub mod config;

@@ -3,6 +3,7 @@
 //! reason code, which the CLI prints.
 
 use crate::adverts::{Caps, Reserved};
+use crate::billing::{Paid, check_voucher};
 use crate::config::PricesConfig;
 use crate::identity::PublicKey;
 use crate::protocol::rpc::Rejection;
@@ -19,6 +20,8 @@ pub struct Policy {
     pub runtimes: Vec<RuntimeKind>,
     pub prices: PricesConfig,
     pub caps: Caps,
+    /// Marketplaces whose vouchers are accepted.
+    pub trusted_markets: Vec<PublicKey>,
 }
 
 /// An offer that passed every check that does not need state: signature,
@@ -27,6 +30,8 @@ pub struct Policy {
 pub struct Admitted {
     pub offer: Verified<DeploymentOffer>,
     pub spec: ResolvedSpec,
+    /// The payment terms and the voucher's cap, for voucher-paid offers.
+    pub paid: Option<(Paid, u64)>,
 }
 
 impl Policy {
@@ -92,16 +97,13 @@ impl Policy {
                     ));
                 }
             }
-            Payment::Voucher(_) => {
-                return Err(Rejection::new(
-                    "voucher_untrusted",
-                    "this host trusts no marketplace yet; vouchers cannot be accepted",
-                ));
-            }
+            Payment::Voucher(_) => {}
         }
+        let paid = check_voucher(&self.trusted_markets, o, now, self.max_skew_secs)?;
         Ok(Admitted {
             offer: verified,
             spec,
+            paid,
         })
     }
 

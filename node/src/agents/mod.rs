@@ -36,6 +36,7 @@ use tokio::sync::Notify;
 pub use admission::Policy;
 
 use crate::adverts::Reserved;
+use crate::billing::{BillingConfig, HostBilling, Paid, Spend};
 use crate::identity::{Keypair, PublicKey};
 use crate::metering::Meter;
 use crate::metrics::{Metrics, StateLabels};
@@ -94,6 +95,9 @@ pub struct AgentRecord {
     pub schedule_every_secs: Option<u64>,
     /// When `on-tick` last ran (or the agent was created).
     pub last_tick_at: u64,
+    /// Payment terms when the agent is paid with a voucher.
+    #[serde(default)]
+    pub paid: Option<Paid>,
 }
 
 /// Node-side settings for agents.
@@ -103,6 +107,7 @@ pub struct AgentsConfig {
     /// Base URL of the node's API, e.g. `http://127.0.0.1:7878`.
     pub api_url: String,
     pub data_dir: PathBuf,
+    pub billing: BillingConfig,
 }
 
 /// Why an API call about agents or tasks failed.
@@ -165,6 +170,7 @@ pub struct Agents {
     cfg: AgentsConfig,
     trees: Trees,
     meter: Meter,
+    billing: HostBilling,
     wasm: Arc<WasmRuntime>,
     process: Option<Arc<ProcessRuntime>>,
     records: RwLock<HashMap<String, AgentRecord>>,
@@ -233,6 +239,7 @@ impl Agents {
             }
         }
         Ok(Arc::new(Agents {
+            billing: HostBilling::open(key.clone(), cfg.billing.clone(), store)?,
             key,
             cfg,
             trees,
@@ -446,6 +453,11 @@ impl Agents {
             if let Err(r) = self.cfg.policy.fits(&self.reserved(), offer) {
                 return DeployResponse::Rejected(r);
             }
+            if let Some((paid, voucher_cap)) = &admitted.paid
+                && let Err(r) = self.billing.commit(paid, *voucher_cap)
+            {
+                return DeployResponse::Rejected(r);
+            }
             self.deploying
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -457,10 +469,16 @@ impl Agents {
                 &admitted.offer.envelope,
                 offer,
                 &admitted.spec,
+                admitted.paid.as_ref().map(|(p, _)| p.clone()),
                 &agent_id,
                 now,
             )
             .await;
+        if result.is_err()
+            && let Some((paid, _)) = &admitted.paid
+        {
+            self.billing.release(paid, 0);
+        }
         self.deploying
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -477,6 +495,7 @@ impl Agents {
         offer_env: &Envelope,
         offer: &crate::protocol::DeploymentOffer,
         spec: &ResolvedSpec,
+        paid: Option<Paid>,
         agent_id: &str,
         now: u64,
     ) -> Result<DeployResponse, Rejection> {
@@ -512,6 +531,7 @@ impl Agents {
             artifact_sha256: artifact,
             schedule_every_secs: spec.spec.schedule.as_ref().map(|s| s.every.as_secs()),
             last_tick_at: now,
+            paid,
         };
         self.deploy_into_runtime(&rec).await?;
         let agreement = Agreement {
@@ -784,6 +804,17 @@ impl Agents {
         let state_err = |e: StoreError| reject("storage", e.to_string());
         let rt = self.runtime(rec.runtime)?;
         match action {
+            ControlAction::Start | ControlAction::Restart
+                if rec.paid.as_ref().is_some_and(|p| {
+                    self.billing
+                        .exhausted(p, &self.meter.get(&rec.offer_id).unwrap_or_default())
+                }) =>
+            {
+                return Err(reject(
+                    "voucher_exhausted",
+                    "the agreement has spent its cap; deploy with a new voucher to continue",
+                ));
+            }
             ControlAction::Start => {
                 rt.start(id).await.map_err(|e| runtime_rejection(&e))?;
                 self.set_state(id, State::Running, None)
@@ -802,6 +833,23 @@ impl Agents {
             }
             ControlAction::Undeploy => {
                 let _ = rt.undeploy(id).await;
+                // The last report, then what the agreement did not spend
+                // goes back to its voucher.
+                if let Some(paid) = &rec.paid {
+                    let usage = self.meter.get(&rec.offer_id).unwrap_or_default();
+                    if let Err(e) = self.billing.report(
+                        paid,
+                        rec.offer_id,
+                        rec.deployer,
+                        id,
+                        usage,
+                        false,
+                        now_secs(),
+                    ) {
+                        tracing::error!(agent = %id, "cannot queue the final usage report: {e}");
+                    }
+                    self.billing.release(paid, paid.price.charge_for(&usage));
+                }
                 self.trees
                     .agents
                     .remove(id.as_bytes())
@@ -1038,7 +1086,10 @@ impl Agents {
         let mut interval = tokio::time::interval(Duration::from_secs(1));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_meter = Instant::now();
+        let mut last_report = Instant::now();
         let mut last_purge = Instant::now();
+        let report_every = self.cfg.billing.report_interval;
+        let meter_every = report_every.min(Duration::from_secs(10)).as_secs().max(1);
         loop {
             interval.tick().await;
             let now = now_secs();
@@ -1058,7 +1109,7 @@ impl Agents {
                 }
             }
             let secs = last_meter.elapsed().as_secs();
-            if secs >= 10 {
+            if secs >= meter_every {
                 last_meter += Duration::from_secs(secs);
                 for r in records.iter().filter(|r| r.state == State::Running) {
                     // Process agents are metered from their samples; WASI
@@ -1081,11 +1132,61 @@ impl Agents {
                     );
                 }
             }
+            if last_report.elapsed() >= report_every {
+                last_report = Instant::now();
+                self.report_usage(&records, now).await;
+            }
             if last_purge.elapsed() >= Duration::from_secs(600) {
                 last_purge = Instant::now();
                 self.purge(now);
             }
         }
+    }
+
+    /// Signs and queues each paid agreement's usage report; warns near the
+    /// cap and stops an agent before it would run past it.
+    async fn report_usage(&self, records: &[AgentRecord], now: u64) {
+        for r in records {
+            let Some(paid) = &r.paid else { continue };
+            let usage = self.meter.get(&r.offer_id).unwrap_or_default();
+            let running = r.state == State::Running;
+            match self.billing.report(
+                paid,
+                r.offer_id,
+                r.deployer,
+                &r.agent_id,
+                usage,
+                running,
+                now,
+            ) {
+                Ok(Spend::Ok) => {}
+                Ok(Spend::Warn { spent, cap }) => tracing::warn!(
+                    agent = %r.agent_id,
+                    spent, cap,
+                    "the agreement has spent {spent} of its {cap} cents; it will be stopped before it runs past the cap"
+                ),
+                Ok(Spend::Exhausted { spent, cap }) => {
+                    tracing::warn!(agent = %r.agent_id, spent, cap, "voucher exhausted: stopping the agent");
+                    if let Ok(rt) = self.runtime(r.runtime) {
+                        let _ = rt.stop(&r.agent_id).await;
+                    }
+                    let _ = self.set_state(
+                        &r.agent_id,
+                        State::Stopped,
+                        Some(format!(
+                            "voucher_exhausted: spent {spent} of {cap} cents; deploy with a new voucher to continue"
+                        )),
+                    );
+                    self.changed.notify_one();
+                }
+                Err(e) => tracing::error!(agent = %r.agent_id, "cannot queue a usage report: {e}"),
+            }
+        }
+    }
+
+    /// The paid-agreement side: commitments and the report outbox.
+    pub fn billing(&self) -> &HostBilling {
+        &self.billing
     }
 
     async fn tick(&self, agent_id: &str, now: u64) {

@@ -1,4 +1,4 @@
-//! The six signed message types and the plain types they carry.
+//! The signed message types and the plain types they carry.
 //!
 //! Field order is part of the wire format (postcard encodes fields in
 //! declaration order); every message starts with `version` so a reader can
@@ -128,6 +128,18 @@ pub struct PriceTerms {
     pub cents_per_1k_tokens: u64,
     /// Hard cap on everything billed under the agreement.
     pub max_total_cents: u64,
+}
+
+impl PriceTerms {
+    /// What `usage` costs under these terms, in cents, rounded down and
+    /// capped at `max_total_cents`. Host and marketplace both bill with this.
+    pub fn charge_for(&self, usage: &UsageCounters) -> u64 {
+        let hours = u128::from(self.cents_per_hour) * u128::from(usage.wall_secs) / 3600;
+        let tokens = u128::from(self.cents_per_1k_tokens) * u128::from(usage.tokens) / 1000;
+        u64::try_from(hours + tokens)
+            .unwrap_or(u64::MAX)
+            .min(self.max_total_cents)
+    }
 }
 
 /// How an offer is paid for.
@@ -407,5 +419,98 @@ impl Message for Voucher {
             not_before: self.issued_at,
             not_after: self.expires_at,
         })
+    }
+}
+
+/// What a [`KeyProof`] proves a key for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum ProofPurpose {
+    /// A deployer key, registered to the account that asked for the challenge.
+    DeployerKey,
+    /// A node key: the host is linked to the account (`sparebox market link`).
+    LinkNode,
+}
+
+impl ProofPurpose {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProofPurpose::DeployerKey => "deployer-key",
+            ProofPurpose::LinkNode => "link-node",
+        }
+    }
+}
+
+/// A key's answer to a marketplace challenge: "I hold this key, and bind
+/// it to the account that was given `challenge`".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct KeyProof {
+    pub version: u16,
+    pub key: PublicKey,
+    /// The audience: the marketplace's key.
+    pub market: PublicKey,
+    pub purpose: ProofPurpose,
+    /// The one-time challenge the marketplace issued to the account.
+    pub challenge: String,
+    pub issued_at: u64,
+    pub expires_at: u64,
+}
+
+impl Message for KeyProof {
+    const NAME: &'static str = "key proof";
+    const DOMAIN: &'static str = "sparebox/key-proof/v1";
+    const MAX_PAYLOAD: usize = 1024;
+    const VERSION: u16 = 1;
+    const MAX_LIFETIME_SECS: Option<u64> = Some(3600);
+    fn claimed_signer(&self) -> &PublicKey {
+        &self.key
+    }
+    fn validity(&self) -> Option<Validity> {
+        Some(Validity {
+            not_before: self.issued_at,
+            not_after: self.expires_at,
+        })
+    }
+    fn audience(&self) -> Option<&PublicKey> {
+        Some(&self.market)
+    }
+}
+
+/// A deployer's signed request for a voucher (`sparebox voucher fetch`),
+/// paid from the account the deployer key is registered to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct VoucherRequest {
+    pub version: u16,
+    /// Single use; the marketplace remembers it until `expires_at`.
+    pub request_id: Id,
+    pub deployer: PublicKey,
+    /// The audience: the marketplace's key.
+    pub market: PublicKey,
+    pub cap_cents: u64,
+    pub currency: String,
+    pub lifetime_secs: u64,
+    pub issued_at: u64,
+    pub expires_at: u64,
+}
+
+impl Message for VoucherRequest {
+    const NAME: &'static str = "voucher request";
+    const DOMAIN: &'static str = "sparebox/voucher-request/v1";
+    const MAX_PAYLOAD: usize = 1024;
+    const VERSION: u16 = 1;
+    const MAX_LIFETIME_SECS: Option<u64> = Some(3600);
+    fn claimed_signer(&self) -> &PublicKey {
+        &self.deployer
+    }
+    fn validity(&self) -> Option<Validity> {
+        Some(Validity {
+            not_before: self.issued_at,
+            not_after: self.expires_at,
+        })
+    }
+    fn audience(&self) -> Option<&PublicKey> {
+        Some(&self.market)
     }
 }

@@ -55,6 +55,25 @@ impl Prepare for Voucher {
     }
 }
 
+impl Prepare for KeyProof {
+    fn prepare(&mut self, signer: PublicKey) {
+        self.version = 1;
+        self.key = signer;
+        self.market = signer;
+        self.issued_at = 1000;
+        self.expires_at = 1060;
+    }
+}
+impl Prepare for VoucherRequest {
+    fn prepare(&mut self, signer: PublicKey) {
+        self.version = 1;
+        self.deployer = signer;
+        self.market = signer;
+        self.issued_at = 1000;
+        self.expires_at = 1060;
+    }
+}
+
 fn checks() -> Checks {
     Checks::at(1000)
 }
@@ -150,6 +169,10 @@ proptest! {
     #[test] fn control_round_trips(m: ControlCommand) { check_round_trip(m)?; }
     #[test] fn usage_round_trips(m: UsageReport) { check_round_trip(m)?; }
     #[test] fn voucher_round_trips(m: Voucher) { check_round_trip(m)?; }
+    #[test] fn key_proof_round_trips(m: KeyProof) { check_round_trip(m)?; }
+    #[test] fn voucher_request_round_trips(m: VoucherRequest) { check_round_trip(m)?; }
+    #[test] fn tampered_key_proof_fails(m: KeyProof, bit: usize, which: u8) { check_tamper(m, bit, which)?; }
+    #[test] fn key_proof_fails_under_voucher_request_domain(m: KeyProof) { check_domain_separation::<_, VoucherRequest>(m)?; }
 
     #[test] fn tampered_advert_fails(m: CapacityAdvert, bit: usize, which: u8) { check_tamper(m, bit, which)?; }
     #[test] fn tampered_offer_fails(m: DeploymentOffer, bit: usize, which: u8) { check_tamper(m, bit, which)?; }
