@@ -1,9 +1,9 @@
 //! Billing: how money crosses the marketplace's boundary, behind a trait.
 //!
-//! - [`Billing`] creates card checkouts (deployers buying credit) and
-//!   transfers (host payouts). The Stripe implementation is still to come;
-//!   [`TestLedger`] moves money on the ledger alone, for running without
-//!   Stripe keys and for tests.
+//! - [`Billing`] creates card checkouts (deployers buying credit), Connect
+//!   accounts with their onboarding links, and transfers (host payouts).
+//!   [`crate::stripe::StripeBilling`] does it with Stripe; [`TestLedger`]
+//!   moves money on the ledger alone, for a first run and for development.
 //! - [`settle`] is the periodic settlement job: every host whose unpaid
 //!   earnings reach the minimum gets one transfer, minus the marketplace
 //!   fee. Before asking the provider, the job records the payout it intends
@@ -29,16 +29,42 @@ pub enum BillingError {
     Provider(String),
 }
 
+/// Where the browser goes after a checkout or onboarding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Return {
+    pub success_url: String,
+    pub cancel_url: String,
+}
+
+/// A host's payout account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connected {
+    pub id: String,
+    /// Whether transfers can be sent now (Stripe: after onboarding, told by
+    /// `account.updated`).
+    pub payouts_enabled: bool,
+}
+
 /// Money in and out.
 #[async_trait::async_trait]
 pub trait Billing: Send + Sync {
     /// Starts a card payment of `cents` for `account`.
-    async fn checkout(&self, account: &str, cents: u64) -> Result<Checkout, BillingError>;
-    /// Sends `cents` to a host, once per `idempotency_key`; returns the
-    /// transfer id.
+    async fn checkout(
+        &self,
+        account: &str,
+        cents: u64,
+        back: &Return,
+    ) -> Result<Checkout, BillingError>;
+    /// Creates a payout account for a host.
+    async fn connect_account(&self, email: &str) -> Result<Connected, BillingError>;
+    /// A link where the host completes onboarding.
+    async fn onboarding_link(&self, connected: &str, back: &Return)
+    -> Result<String, BillingError>;
+    /// Sends `cents` to a connected account, once per `idempotency_key`;
+    /// returns the transfer id.
     async fn transfer(
         &self,
-        host: &str,
+        destination: &str,
         cents: u64,
         idempotency_key: &str,
     ) -> Result<String, BillingError>;
@@ -49,21 +75,22 @@ pub trait Billing: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct TestLedger {
     ledger: Ledger,
-    base_url: String,
 }
 
 impl TestLedger {
-    pub fn new(ledger: Ledger, base_url: impl Into<String>) -> Self {
-        TestLedger {
-            ledger,
-            base_url: base_url.into(),
-        }
+    pub fn new(ledger: Ledger) -> Self {
+        TestLedger { ledger }
     }
 }
 
 #[async_trait::async_trait]
 impl Billing for TestLedger {
-    async fn checkout(&self, account: &str, cents: u64) -> Result<Checkout, BillingError> {
+    async fn checkout(
+        &self,
+        account: &str,
+        cents: u64,
+        back: &Return,
+    ) -> Result<Checkout, BillingError> {
         let mut id = [0u8; 12];
         getrandom::fill(&mut id).map_err(|e| BillingError::Provider(e.to_string()))?;
         let id = format!("test_cs_{}", hex::encode(id));
@@ -71,14 +98,31 @@ impl Billing for TestLedger {
         self.ledger
             .post(&moves::payment(&id, account, amount, now()))?;
         Ok(Checkout {
-            url: format!("{}/credit/done?session={id}", self.base_url),
+            url: back.success_url.replace("{CHECKOUT_SESSION_ID}", &id),
             id,
         })
     }
 
+    async fn connect_account(&self, _email: &str) -> Result<Connected, BillingError> {
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).map_err(|e| BillingError::Provider(e.to_string()))?;
+        Ok(Connected {
+            id: format!("test_acct_{}", hex::encode(id)),
+            payouts_enabled: true,
+        })
+    }
+
+    async fn onboarding_link(
+        &self,
+        _connected: &str,
+        back: &Return,
+    ) -> Result<String, BillingError> {
+        Ok(back.success_url.clone())
+    }
+
     async fn transfer(
         &self,
-        _host: &str,
+        _destination: &str,
         _cents: u64,
         idempotency_key: &str,
     ) -> Result<String, BillingError> {
@@ -106,19 +150,27 @@ fn provider(e: impl std::fmt::Display) -> BillingError {
     BillingError::Provider(format!("pending payouts: {e}"))
 }
 
-/// Pays out every host in `hosts` whose earnings reach `min_cents`, minus
+/// A host the settlement job may pay: its ledger name (the node key) and
+/// the connected account its earnings go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payee {
+    pub host: String,
+    pub destination: String,
+}
+
+/// Pays out every host in `payees` whose earnings reach `min_cents`, minus
 /// `fee_bps` basis points. Safe to run again after a crash at any point:
 /// an intended payout is recorded in `pending` before the provider is asked.
 pub async fn settle(
     ledger: &Ledger,
     pending: &sled::Tree,
     billing: &dyn Billing,
-    hosts: &[String],
+    payees: &[Payee],
     min_cents: u64,
     fee_bps: u64,
 ) -> Result<Vec<Payout>, BillingError> {
     let mut out = Vec::new();
-    for host in hosts {
+    for Payee { host, destination } in payees {
         // A payout intended before a crash is finished first, unchanged.
         let (earned_u, key) = match pending.get(host.as_bytes()).map_err(provider)? {
             Some(v) => {
@@ -145,7 +197,7 @@ pub async fn settle(
         };
         let earned = i64::try_from(earned_u).unwrap_or(i64::MAX);
         let fee = earned_u * fee_bps / 10_000;
-        let transfer_id = billing.transfer(host, earned_u - fee, &key).await?;
+        let transfer_id = billing.transfer(destination, earned_u - fee, &key).await?;
         let posted = ledger.post(&moves::payout(
             &transfer_id,
             host,
@@ -168,6 +220,22 @@ pub async fn settle(
 }
 
 #[cfg(test)]
+pub(crate) fn back() -> Return {
+    Return {
+        success_url: "http://127.0.0.1:8080/credit/done?session={CHECKOUT_SESSION_ID}".into(),
+        cancel_url: "http://127.0.0.1:8080/credit".into(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn payee(host: &str) -> Payee {
+    Payee {
+        host: host.into(),
+        destination: format!("acct_{host}"),
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -176,8 +244,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let ledger = Ledger::open(&db).unwrap();
-        let billing = TestLedger::new(ledger.clone(), "http://127.0.0.1:8080");
-        let c = billing.checkout("dep", 5000).await.unwrap();
+        let billing = TestLedger::new(ledger.clone());
+        let c = billing.checkout("dep", 5000, &back()).await.unwrap();
         assert!(c.url.contains(&c.id));
         assert_eq!(
             ledger.balance(&Account::Credit("dep".into())).unwrap(),
@@ -191,7 +259,7 @@ mod tests {
             .post(&moves::usage("r2", "v1", "hostB", 50, 3))
             .unwrap();
 
-        let hosts = vec!["hostA".to_string(), "hostB".to_string()];
+        let hosts = vec![payee("hostA"), payee("hostB")];
         let pending = db.open_tree("pending_payouts").unwrap();
         let paid = settle(&ledger, &pending, &billing, &hosts, 100, 1000)
             .await
@@ -228,8 +296,8 @@ mod crash_tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let ledger = Ledger::open(&db).unwrap();
-        let billing = TestLedger::new(ledger.clone(), "http://x");
-        billing.checkout("dep", 1000).await.unwrap();
+        let billing = TestLedger::new(ledger.clone());
+        billing.checkout("dep", 1000, &back()).await.unwrap();
         ledger.post(&moves::reserve("v", "dep", 1000, 1)).unwrap();
         ledger.post(&moves::usage("r", "v", "h", 500, 2)).unwrap();
         // The job recorded its intent, then crashed before the transfer.
@@ -237,7 +305,7 @@ mod crash_tests {
         pending.insert("h", "500 h-500-3").unwrap();
         // More usage arrives before the job runs again.
         ledger.post(&moves::usage("r2", "v", "h", 100, 3)).unwrap();
-        let paid = settle(&ledger, &pending, &billing, &["h".to_string()], 1, 0)
+        let paid = settle(&ledger, &pending, &billing, &[payee("h")], 1, 0)
             .await
             .unwrap();
         assert_eq!(
@@ -247,7 +315,7 @@ mod crash_tests {
         assert_eq!(paid[0].earned, 500);
         assert_eq!(ledger.balance(&Account::Earnings("h".into())).unwrap(), 100);
         // The next run pays the rest under a new key.
-        let paid = settle(&ledger, &pending, &billing, &["h".to_string()], 1, 0)
+        let paid = settle(&ledger, &pending, &billing, &[payee("h")], 1, 0)
             .await
             .unwrap();
         assert_eq!(paid[0].earned, 100);

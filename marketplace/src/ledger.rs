@@ -167,7 +167,12 @@ impl Ledger {
                 let k = account.key();
                 let now = read_i64(balances.get(k.as_bytes())?);
                 let next = now + cents;
-                if account.is_internal() && next < 0 {
+                // A refund may leave a deployer in debt (negative credit):
+                // Stripe has already returned the money, and the ledger must
+                // say so. Nothing else may overdraw an internal account.
+                let refund_debt = matches!(entry.cause, Cause::StripeEvent(_))
+                    && matches!(account, Account::Credit(_));
+                if account.is_internal() && next < 0 && !refund_debt {
                     return Err(Abort::Abort(LedgerError::Insufficient {
                         account: k,
                         balance: now,
@@ -368,7 +373,8 @@ pub mod moves {
         }
     }
 
-    /// A refund (charge.refunded) takes back the deployer's credit.
+    /// A refund (charge.refunded) takes back the deployer's credit (which
+    /// may go negative if it was already spent: the deployer then owes it).
     pub fn refund(event: &str, deployer: &str, cents: i64, at: u64) -> Entry {
         Entry {
             cause: Cause::StripeEvent(event.into()),

@@ -46,6 +46,10 @@ pub enum UsageError {
     NotOurVoucher,
     #[error("seq or a counter went backwards (seq {seq}, last {last})")]
     NotMonotone { seq: u64, last: u64 },
+    #[error(
+        "the report bills {asked} cents in all, over the agreement's cap of {cap} cents, which is already charged in full"
+    )]
+    OverCap { asked: u64, cap: u64 },
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     #[error("usage storage: {0}")]
@@ -60,6 +64,7 @@ impl UsageError {
             UsageError::Mismatch => "mismatch",
             UsageError::NotOurVoucher => "not_our_voucher",
             UsageError::NotMonotone { .. } => "not_monotone",
+            UsageError::OverCap { .. } => "over_cap",
             UsageError::Ledger(_) => "ledger",
             UsageError::Storage(_) => "storage",
         }
@@ -77,6 +82,9 @@ pub struct Charge {
     pub cents: u64,
     /// Whether this report had been charged before (nothing moved now).
     pub duplicate: bool,
+    /// Whether the report asked for more than the agreement's cap (or the
+    /// voucher's remaining reservation) allowed; only the allowed part moved.
+    pub capped: bool,
 }
 
 /// Ingests usage reports.
@@ -150,6 +158,7 @@ impl Usage {
                 return Ok(Charge {
                     cents: 0,
                     duplicate: true,
+                    capped: false,
                 });
             }
             return Err(UsageError::NotMonotone {
@@ -158,6 +167,11 @@ impl Usage {
             });
         }
         let total = offer.price.charge_for(c);
+        let asked = sparebox_node::protocol::PriceTerms {
+            max_total_cents: u64::MAX,
+            ..offer.price.clone()
+        }
+        .charge_for(c);
         let voucher_id = voucher.voucher_id.to_string();
         let reserved = self
             .ledger
@@ -165,6 +179,13 @@ impl Usage {
         let due = total
             .saturating_sub(last.charged)
             .min(u64::try_from(reserved).unwrap_or(0));
+        let capped = asked.saturating_sub(last.charged) > due;
+        if capped && due == 0 {
+            return Err(UsageError::OverCap {
+                asked,
+                cap: offer.price.max_total_cents,
+            });
+        }
         let posted = if due > 0 {
             self.ledger.post(&moves::usage(
                 &r.report_id.to_string(),
@@ -188,6 +209,7 @@ impl Usage {
         Ok(Charge {
             cents: due,
             duplicate: posted == Posted::AlreadyPosted,
+            capped,
         })
     }
 }
@@ -303,7 +325,8 @@ mod tests {
             c,
             Charge {
                 cents: 620,
-                duplicate: false
+                duplicate: false,
+                capped: false,
             }
         );
         // 2 h + 10k tokens total: 600 more.
@@ -318,6 +341,13 @@ mod tests {
             .ingest(&report(&w, &w.host, 3, 36_000, 10_000), &w.agreement, now)
             .unwrap();
         assert_eq!(c.cents, 4_000 - 1_220);
+        assert!(c.capped);
+        // Past the cap with nothing left to charge: a clear refusal.
+        let e = w
+            .usage
+            .ingest(&report(&w, &w.host, 4, 40_000, 10_000), &w.agreement, now)
+            .unwrap_err();
+        assert_eq!(e.code(), "over_cap", "{e}");
         assert_eq!(
             w.ledger
                 .balance(&Account::Earnings(w.host.public().to_string()))

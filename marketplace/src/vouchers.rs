@@ -130,6 +130,16 @@ impl Vouchers {
             .transpose()
     }
 
+    /// Every voucher `account` paid for.
+    pub fn for_account(&self, account: &str) -> Vec<VoucherRecord> {
+        self.tree
+            .iter()
+            .filter_map(|r| r.ok())
+            .filter_map(|(_, v)| serde_json::from_slice::<VoucherRecord>(&v).ok())
+            .filter(|r| r.account == account)
+            .collect()
+    }
+
     /// Funds still reserved by a voucher.
     pub fn remaining(&self, id: &str) -> Result<i64, VoucherError> {
         Ok(self.ledger.balance(&Account::Reserved(id.to_string()))?)

@@ -10,7 +10,13 @@ use std::time::Duration;
 async fn serve_answers_health_and_metrics_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sparebox-market"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-mdns",
+            "--data-dir",
+        ])
         .arg(dir.path().join("m"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -61,7 +67,7 @@ async fn serve_answers_health_and_metrics_and_stops_cleanly() {
 }
 
 #[test]
-fn stripe_mode_is_refused_until_it_exists() {
+fn stripe_mode_without_keys_is_refused_with_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_sparebox-market"))
         .args([
@@ -70,11 +76,15 @@ fn stripe_mode_is_refused_until_it_exists() {
             "127.0.0.1:0",
             "--billing",
             "stripe",
+            "--no-mdns",
             "--data-dir",
         ])
         .arg(dir.path())
+        .env_remove("STRIPE_SECRET_KEY")
+        .env_remove("STRIPE_WEBHOOK_SECRET")
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("test-ledger"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("STRIPE_SECRET_KEY"), "{err}");
 }

@@ -44,6 +44,9 @@ pub enum Verdict {
 struct Entry {
     advert: CapacityAdvert,
     bytes: Vec<u8>,
+    /// When this index first stored an advert from the host (kept across
+    /// newer adverts, dropped with the host on expiry).
+    first_seen: u64,
 }
 
 /// Adverts heard from other hosts, newest per host, dropped when their TTL
@@ -131,7 +134,7 @@ impl AdvertIndex {
         if Some(v.message.node) == self.me {
             return Verdict::Ignore("own_advert");
         }
-        match self.store(v.message, bytes) {
+        match self.store(v.message, bytes, now) {
             Ok(()) => Verdict::Accept,
             Err(()) => Verdict::Reject("stale_seq"),
         }
@@ -145,21 +148,22 @@ impl AdvertIndex {
         if Some(v.message.node) == self.me {
             return Ok(false);
         }
-        Ok(self.store(v.message, bytes).is_ok())
+        Ok(self.store(v.message, bytes, now).is_ok())
     }
 
-    fn store(&self, advert: CapacityAdvert, bytes: &[u8]) -> Result<(), ()> {
+    fn store(&self, advert: CapacityAdvert, bytes: &[u8], now: u64) -> Result<(), ()> {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = entries.get(&advert.node)
-            && old.advert.seq >= advert.seq
-        {
-            return Err(());
-        }
+        let first_seen = match entries.get(&advert.node) {
+            Some(old) if old.advert.seq >= advert.seq => return Err(()),
+            Some(old) if live(&old.advert, now) => old.first_seen,
+            _ => now,
+        };
         entries.insert(
             advert.node,
             Entry {
                 advert,
                 bytes: bytes.to_vec(),
+                first_seen,
             },
         );
         Ok(())
@@ -187,6 +191,21 @@ impl AdvertIndex {
                 .then(a.peer_id.cmp(&b.peer_id))
         });
         out
+    }
+
+    /// Runs `f` over every live advert with the time its host was first
+    /// seen, without copying the index (for searches over many hosts).
+    pub fn query<T>(
+        &self,
+        now: u64,
+        mut f: impl FnMut(&CapacityAdvert, u64) -> Option<T>,
+    ) -> Vec<T> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        entries
+            .values()
+            .filter(|e| live(&e.advert, now))
+            .filter_map(|e| f(&e.advert, e.first_seen))
+            .collect()
     }
 
     /// The signed bytes of every live advert (a sync reply).

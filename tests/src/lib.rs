@@ -1,9 +1,11 @@
-//! Helpers for cross-crate scenarios: nodes (and, later, a marketplace)
-//! started in-process on 127.0.0.1 port 0, each in its own temp dir.
+//! Helpers for cross-crate scenarios: nodes and a marketplace (with a fake
+//! Stripe) started in-process on 127.0.0.1 port 0, each in its own temp dir.
 
 use std::time::Duration;
 
 pub mod fake_llm;
+pub mod fake_stripe;
+pub mod market;
 
 use sparebox_node::config::NodeConfig;
 use sparebox_node::daemon::Node;
@@ -66,6 +68,15 @@ pub async fn within<T>(limit: Duration, fut: impl std::future::Future<Output = T
 /// The `sparebox` binary next to this test executable (cargo builds every
 /// workspace binary before running workspace tests).
 pub fn sparebox_bin() -> std::path::PathBuf {
+    workspace_bin("sparebox")
+}
+
+/// The `sparebox-market` binary, like [`sparebox_bin`].
+pub fn market_bin() -> std::path::PathBuf {
+    workspace_bin("sparebox-market")
+}
+
+fn workspace_bin(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe
         .parent()
@@ -77,7 +88,7 @@ pub fn sparebox_bin() -> std::path::PathBuf {
             }
         })
         .expect("target dir");
-    let bin = dir.join("sparebox");
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
         "{} not built; run the tests with `cargo nextest run --workspace`",

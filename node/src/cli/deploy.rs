@@ -39,6 +39,17 @@ pub struct DeployArgs {
     /// How long the offer stays valid.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     ttl: Duration,
+    /// Price per agent-hour you agree to, in cents (at least the host's
+    /// ask, shown by `sparebox hosts`). Needs --voucher when over 0.
+    #[arg(long, value_name = "CENTS", default_value_t = 0)]
+    price_per_hour: u64,
+    /// Price per 1k LLM tokens you agree to, in cents.
+    #[arg(long, value_name = "CENTS", default_value_t = 0)]
+    price_per_1k_tokens: u64,
+    /// Most that may ever be billed for this agent, in cents
+    /// [default: the voucher's cap].
+    #[arg(long, value_name = "CENTS")]
+    max_total: Option<u64>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -60,7 +71,11 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         &key,
         args.ttl,
         args.voucher.as_deref(),
-        Prices::default(),
+        Prices {
+            per_hour: args.price_per_hour,
+            per_1k_tokens: args.price_per_1k_tokens,
+            max_total: args.max_total,
+        },
     )?;
     let artifact = match &signed.artifact {
         Some(p) => std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,

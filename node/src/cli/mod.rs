@@ -3,10 +3,11 @@
 
 mod agents;
 mod deploy;
-mod files;
+pub mod files;
 mod hosts;
 mod keys;
 pub mod logging;
+mod market;
 mod node;
 mod offer;
 mod openclaw;
@@ -61,6 +62,12 @@ enum Command {
     /// Show the node configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Marketplace accounts: link this node, register deployer keys.
+    #[command(subcommand)]
+    Market(market::MarketCommand),
+    /// Vouchers that pay for agents: buy credit, fetch a voucher.
+    #[command(subcommand)]
+    Voucher(market::VoucherCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +124,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Offer(cmd) => {
             logging::init(cli.log_format.unwrap_or_default(), "warn");
             offer::run(cmd)
+        }
+        Command::Market(cmd) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            market::run_market(cmd)
+        }
+        Command::Voucher(cmd) => {
+            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            market::run_voucher(cmd)
         }
         Command::Config(ConfigCommand::Default) => {
             print!("{}", crate::config::DEFAULT_CONFIG_TOML);

@@ -1,0 +1,942 @@
+//! The marketplace's HTTP API. Errors are JSON `{"error": {"code",
+//! "message"}}` with a stable snake_case code.
+//!
+//! Sessions are a cookie (`sparebox_session`: HttpOnly, SameSite=Lax,
+//! Secure when the public URL is https). Every state-changing request made
+//! with a session must carry the session's CSRF token in `x-csrf-token`.
+//! Requests from keys (usage reports, key proofs, signed voucher requests)
+//! are authenticated by their signatures instead.
+//!
+//! | route | auth | what |
+//! |---|---|---|
+//! | `GET /api/health`, `GET /metrics` | – | status, Prometheus text |
+//! | `POST /api/v1/accounts` | – | sign up `{email, password}` |
+//! | `POST /api/v1/sessions`, `DELETE /api/v1/sessions` | – / session | sign in (rate limited), sign out |
+//! | `GET /api/v1/account`, `GET /api/v1/account/ledger` | session | profile, balance, keys; ledger entries |
+//! | `POST /api/v1/account/challenges` | session | `{purpose: "deployer-key" \| "link-node"}` → one-time challenge |
+//! | `POST /api/v1/keys`, `POST /api/v1/nodes` | signed proof | register a deployer key / link a node |
+//! | `GET /api/v1/hosts`, `GET /api/v1/hosts/{peerId}` | – | search, detail |
+//! | `POST /api/v1/credit/checkout`, `GET /api/v1/credit` | session | buy credit (Checkout URL); balance |
+//! | `POST /api/v1/vouchers` | session, or a signed request | a signed voucher reserving its cap |
+//! | `POST /api/v1/usage` | signed report | a host's usage report |
+//! | `POST /api/v1/payouts/onboarding`, `GET /api/v1/payouts` | session | Connect onboarding link; earnings and transfers |
+//! | `POST /api/v1/stripe/webhook` | Stripe signature | Checkout, refunds, Connect updates |
+//! | `POST /api/admin/grant-credit`, `POST /api/admin/settle` | admin token | test-ledger credit; settle now |
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{ConnectInfo, FromRequest, Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sparebox_node::identity::PublicKey;
+use sparebox_node::protocol::{Checks, ProofPurpose, VoucherRequest, now_secs, open};
+
+use crate::accounts::{Account, AccountError, SESSION_SECS, Session};
+use crate::billing::{BillingError, Return};
+use crate::hosts;
+use crate::ledger::{Account as LedgerAccount, Cause, LedgerError, moves};
+use crate::service::{AppState, BillingMode};
+use crate::usage::UsageError;
+use crate::vouchers::VoucherError;
+use crate::webhooks::{HandleError, Outcome};
+
+pub const SESSION_COOKIE: &str = "sparebox_session";
+
+/// An API error: status, stable code, message.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: code.into(),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    fn bad(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = %self.code, "{}", self.message);
+        }
+        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let mut r = (self.status, body).into_response();
+        if let Some(s) = self.retry_after
+            && let Ok(v) = s.to_string().parse()
+        {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        let status = match &e {
+            AccountError::BadCredentials | AccountError::NoSession => StatusCode::UNAUTHORIZED,
+            AccountError::Csrf => StatusCode::FORBIDDEN,
+            AccountError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            AccountError::EmailTaken | AccountError::KeyTaken => StatusCode::CONFLICT,
+            AccountError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let mut a = ApiError::new(status, e.code(), e.to_string());
+        if let AccountError::RateLimited(s) = e {
+            a.retry_after = Some(s);
+        }
+        a
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> Self {
+        match &e {
+            LedgerError::Insufficient { .. } => ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "insufficient_credit",
+                e.to_string(),
+            ),
+            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ledger", e.to_string()),
+        }
+    }
+}
+
+impl From<VoucherError> for ApiError {
+    fn from(e: VoucherError) -> Self {
+        match e {
+            VoucherError::Ledger(l) => l.into(),
+            VoucherError::Invalid => ApiError::bad("bad_voucher_request", e.to_string()),
+            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string()),
+        }
+    }
+}
+
+impl From<UsageError> for ApiError {
+    fn from(e: UsageError) -> Self {
+        let status = match &e {
+            UsageError::NotMonotone { .. } => StatusCode::CONFLICT,
+            UsageError::NotOurVoucher => StatusCode::FORBIDDEN,
+            UsageError::OverCap { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            UsageError::Ledger(LedgerError::Insufficient { .. }) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            UsageError::Ledger(_) | UsageError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<BillingError> for ApiError {
+    fn from(e: BillingError) -> Self {
+        match e {
+            BillingError::Ledger(l) => l.into(),
+            BillingError::Provider(m) => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "payment_provider",
+                format!("the payment provider failed: {m}"),
+            ),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("{e:#}"),
+        )
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// JSON bodies whose rejection is an [`ApiError`].
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) => Err(ApiError::new(e.status(), "bad_request", e.body_text())),
+        }
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/accounts", post(sign_up))
+        .route("/api/v1/sessions", post(sign_in).delete(sign_out))
+        .route("/api/v1/account", get(account))
+        .route("/api/v1/account/ledger", get(account_ledger))
+        .route("/api/v1/account/challenges", post(challenge))
+        .route("/api/v1/keys", post(register_key))
+        .route("/api/v1/nodes", post(link_node))
+        .route("/api/v1/hosts", get(search_hosts))
+        .route("/api/v1/hosts/{peer}", get(host_detail))
+        .route("/api/v1/credit", get(credit))
+        .route("/api/v1/credit/checkout", post(checkout))
+        .route("/api/v1/vouchers", post(new_voucher))
+        .route("/api/v1/usage", post(usage))
+        .route("/api/v1/payouts", get(payouts))
+        .route("/api/v1/payouts/onboarding", post(onboarding))
+        .route("/api/v1/stripe/webhook", post(webhook))
+        .route("/api/admin/grant-credit", post(grant_credit))
+        .route("/api/admin/settle", post(settle_now))
+        .with_state(state)
+}
+
+/// The signed-in account; for anything but GET the CSRF header must match.
+fn signed_in(
+    s: &AppState,
+    jar: &CookieJar,
+    method: &Method,
+    headers: &HeaderMap,
+) -> ApiResult<(Session, Account)> {
+    let token = jar
+        .get(SESSION_COOKIE)
+        .map(|c| c.value().to_string())
+        .ok_or(AccountError::NoSession)?;
+    let session = s.accounts.session(&token, now_secs())?;
+    if method != Method::GET && method != Method::HEAD {
+        let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+        if sent != Some(session.csrf.as_str()) {
+            return Err(AccountError::Csrf.into());
+        }
+    }
+    let account = s
+        .accounts
+        .get(&session.account)?
+        .ok_or(AccountError::NoSession)?;
+    Ok((session, account))
+}
+
+fn session_cookie(s: &AppState, token: String, max_age: u64) -> Cookie<'static> {
+    Cookie::build((SESSION_COOKIE, token))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(s.secure_cookies)
+        .path("/")
+        .max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age).unwrap_or(i64::MAX),
+        ))
+        .build()
+}
+
+async fn health(State(s): State<Arc<AppState>>) -> Json<Value> {
+    let ok = s.ledger.totals().is_ok();
+    Json(json!({
+        "status": if ok { "ok" } else { "ledger_unreadable" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "marketId": s.market().to_string(),
+        "billing": s.cfg.billing.as_str(),
+        "publicUrl": s.public_url,
+        "hosts": s.hosts.adverts.len(now_secs()),
+    }))
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    let mut out = String::new();
+    let gauge = |out: &mut String, name: &str, help: &str, v: i64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}.\n# TYPE {name} gauge\n{name} {v}\n"
+        ));
+    };
+    match s.ledger.totals() {
+        Ok(t) => {
+            gauge(
+                &mut out,
+                "sparebox_market_payments_cents",
+                "Card payments received",
+                t.payments,
+            );
+            gauge(
+                &mut out,
+                "sparebox_market_payouts_cents",
+                "Transfers sent to hosts",
+                t.payouts,
+            );
+            gauge(
+                &mut out,
+                "sparebox_market_refunds_cents",
+                "Refunds sent to deployers",
+                t.refunds,
+            );
+            gauge(
+                &mut out,
+                "sparebox_market_fees_cents",
+                "Marketplace fee revenue",
+                t.fees,
+            );
+            gauge(
+                &mut out,
+                "sparebox_market_held_cents",
+                "Credit, reservations and unpaid earnings",
+                t.internal,
+            );
+            gauge(
+                &mut out,
+                "sparebox_market_ledger_ok",
+                "Whether the ledger's balances can be read (its invariant is checked at start-up)",
+                1,
+            );
+        }
+        Err(_) => gauge(
+            &mut out,
+            "sparebox_market_ledger_ok",
+            "Whether the ledger's balances can be read",
+            0,
+        ),
+    }
+    let hosts = i64::try_from(s.hosts.adverts.len(now_secs())).unwrap_or(i64::MAX);
+    gauge(
+        &mut out,
+        "sparebox_market_hosts",
+        "Hosts with a live advert",
+        hosts,
+    );
+    let parked = i64::try_from(s.webhooks.parked_count()).unwrap_or(i64::MAX);
+    gauge(
+        &mut out,
+        "sparebox_market_parked_refunds",
+        "Refund events waiting for their payment",
+        parked,
+    );
+    out.push_str("# EOF\n");
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    email: String,
+    password: String,
+}
+
+fn account_json(s: &AppState, a: &Account) -> ApiResult<Value> {
+    let balance = s.ledger.balance(&LedgerAccount::Credit(a.id.clone()))?;
+    Ok(json!({
+        "id": a.id,
+        "email": a.email,
+        "createdAt": a.created_at,
+        "balanceCents": balance,
+        "deployerKeys": a.deployer_keys.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+        "nodes": a.nodes.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+        "connectAccount": a.connect_account,
+        "payoutsEnabled": a.payouts_enabled,
+    }))
+}
+
+fn with_session(
+    s: &AppState,
+    jar: CookieJar,
+    a: &Account,
+    status: StatusCode,
+) -> ApiResult<Response> {
+    let (token, session) = s.accounts.new_session(&a.id, now_secs())?;
+    let jar = jar.add(session_cookie(s, token, SESSION_SECS));
+    let mut body = account_json(s, a)?;
+    body["csrfToken"] = json!(session.csrf);
+    Ok((status, jar, Json(body)).into_response())
+}
+
+async fn sign_up(
+    State(s): State<Arc<AppState>>,
+    jar: CookieJar,
+    Body(c): Body<Credentials>,
+) -> ApiResult<Response> {
+    let a = s.accounts.sign_up(&c.email, &c.password, now_secs())?;
+    tracing::info!(account = %a.id, "account created");
+    with_session(&s, jar, &a, StatusCode::CREATED)
+}
+
+async fn sign_in(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    jar: CookieJar,
+    Body(c): Body<Credentials>,
+) -> ApiResult<Response> {
+    let a = s
+        .accounts
+        .sign_in(&c.email, &c.password, &peer.ip().to_string())?;
+    with_session(&s, jar, &a, StatusCode::OK)
+}
+
+async fn sign_out(
+    State(s): State<Arc<AppState>>,
+    jar: CookieJar,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    signed_in(&s, &jar, &method, &headers)?;
+    if let Some(c) = jar.get(SESSION_COOKIE) {
+        s.accounts.end_session(c.value())?;
+    }
+    let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/"));
+    Ok((StatusCode::NO_CONTENT, jar).into_response())
+}
+
+async fn account(
+    State(s): State<Arc<AppState>>,
+    jar: CookieJar,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let (session, a) = signed_in(&s, &jar, &method, &headers)?;
+    let mut body = account_json(&s, &a)?;
+    body["csrfToken"] = json!(session.csrf);
+    Ok(Json(body))
+}
+
+/// The ledger accounts that belong to `a`.
+fn owned(s: &AppState, a: &Account) -> Vec<LedgerAccount> {
+    let mut mine = vec![LedgerAccount::Credit(a.id.clone())];
+    mine.extend(
+        s.vouchers
+            .for_account(&a.id)
+            .into_iter()
+            .map(|v| LedgerAccount::Reserved(v.voucher_id)),
+    );
+    mine.extend(
+        a.nodes
+            .iter()
+            .map(|n| LedgerAccount::Earnings(n.to_string())),
+    );
+    mine
+}
+
+async fn account_ledger(
+    State(s): State<Arc<AppState>>,
+    jar: CookieJar,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let (_, a) = signed_in(&s, &jar, &method, &headers)?;
+    let mine = owned(&s, &a);
+    let entries: Vec<Value> = s
+        .ledger
+        .entries()?
+        .into_iter()
+        .filter(|e| e.postings.iter().any(|(acc, _)| mine.contains(acc)))
+        .map(|e| {
+            json!({
+                "cause": e.cause,
+                "at": e.at,
+                "memo": e.memo,
+                "postings": e.postings.iter().filter(|(acc, _)| mine.contains(acc)).map(|(acc, c)| json!({"account": acc, "cents": c})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "entries": entries })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChallengeReq {
+    purpose: String,
+}
+
+async fn challenge(
+    State(s): State<Arc<AppState>>,
+    jar: CookieJar,
+    method: Method,
+    headers: HeaderMap,
+    Body(r): Body<ChallengeReq>,
+) -> ApiResult<Json<Value>> {
+    let (_, a) = signed_in(&s, &jar, &method, &headers)?;
+    let purpose = match r.purpose.as_str() {
+        "deployer-key" => ProofPurpose::DeployerKey,
+        "link-node" => ProofPurpose::LinkNode,
+        other => {
+            return Err(ApiError::bad(
+                "bad_purpose",
+                format!("purpose `{other}` is not deployer-key or link-node"),
+            ));
+        }
+    };
+    let (challenge, expires_at) = s.accounts.challenge(&a.id, purpose, now_secs())?;
+    let hint = match purpose {
+        ProofPurpose::DeployerKey => format!(
+            "sparebox market register-key --market {} --challenge {challenge}",
+            s.public_url
+        ),
+        ProofPurpose::LinkNode => format!(
+            "sparebox market link --market {} --challenge {challenge}",
+            s.public_url
+        ),
+    };
+    Ok(Json(json!({
+        "challenge": challenge,
+        "purpose": purpose.as_str(),
+        "expiresAt": expires_at,
+        "marketId": s.market().to_string(),
+        "command": hint,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProofReq {
+    /// The signed KeyProof envelope, hex.
+    proof: String,
+}
+
+fn unhex(field: &str, v: &str) -> ApiResult<Vec<u8>> {
+    hex::decode(v.trim())
+        .map_err(|e| ApiError::bad("bad_request", format!("`{field}` is not hex: {e}")))
+}
+
+async fn prove(s: &AppState, r: ProofReq, want: ProofPurpose) -> ApiResult<Json<Value>> {
+    let bytes = unhex("proof", &r.proof)?;
+    let (a, p) = s.accounts.prove_key(&bytes, s.market(), now_secs())?;
+    if p.purpose != want {
+        return Err(ApiError::bad(
+            "bad_purpose",
+            format!("this route takes {} proofs", want.as_str()),
+        ));
+    }
+    tracing::info!(account = %a.id, key = %p.key, purpose = p.purpose.as_str(), "key bound to account");
+    Ok(Json(
+        json!({"account": a.id, "email": a.email, "key": p.key.to_string(), "purpose": p.purpose.as_str()}),
+    ))
+}
+
+async fn register_key(
+    State(s): State<Arc<AppState>>,
+    Body(r): Body<ProofReq>,
+) -> ApiResult<Json<Value>> {
+    prove(&s, r, ProofPurpose::DeployerKey).await
+}
+
+async fn link_node(
+    State(s): State<Arc<AppState>>,
+    Body(r): Body<ProofReq>,
+) -> ApiResult<Json<Value>> {
+    prove(&s, r, ProofPurpose::LinkNode).await
+}
+
+async fn search_hosts(
+    State(s): State<Arc<AppState>>,
+    q: Result<Query<hosts::Query>, QueryRejection>,
+) -> ApiResult<Json<hosts::Page>> {
+    let Query(q) = q.map_err(|e| ApiError::bad("bad_query", e.body_text()))?;
+    let page = s
+        .hosts
+        .search(&q, now_secs())
+        .map_err(|m| ApiError::bad("bad_query", m))?;
+    Ok(Json(page))
+}
+
+async fn host_detail(
+    State(s): State<Arc<AppState>>,
+    Path(peer): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let key: PublicKey = peer
+        .parse()
+        .map_err(|e| ApiError::bad("bad_peer_id", format!("`{peer}` is not a peer id: {e}")))?;
+    let h = s.hosts.get(&key, None, now_secs()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_host",
+            format!("no live advert from {peer}"),
+        )
+    })?;
+    let linked = s.accounts.by_node(&key)?.is_some();
+    let mut v = serde_json::to_value(h).map_err(|e| ApiError::from(anyhow::Error::from(e)))?;
+    v["linked"] = json!(linked);
+    Ok(Json(v))
+}
+
+async fn credit(
+    State(s): State<Arc<AppState>>,
+    jar: CookieJar,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let (_, a) = signed_in(&s, &jar, &method, &headers)?;
+    let balance = s.ledger.balance(&LedgerAccount::Credit(a.id.clone()))?;
+    let mut reserved = 0;
+    let mut vouchers = Vec::new();
+    for v in s.vouchers.for_account(&a.id) {
+        let left = s
+            .ledger
+            .balance(&LedgerAccount::Reserved(v.voucher_id.clone()))?;
+        reserved += left;
+        vouchers.push(json!({"voucherId": v.voucher_id, "capCents": v.cap_cents, "remainingCents": left, "expiresAt": v.expires_at, "released": v.released, "deployer": v.deployer.to_string()}));
+    }
+    Ok(Json(
+        json!({"balanceCents": balance, "reservedCents": reserved, "vouchers": vouchers}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CheckoutReq {
+    amount_cents: u64,
+}
+
+async fn checkout(
+    State(s): State<Arc<AppState>>,
+    jar: CookieJar,
+    method: Method,
+    headers: HeaderMap,
+    Body(r): Body<CheckoutReq>,
+) -> ApiResult<Json<Value>> {
+    let (_, a) = signed_in(&s, &jar, &method, &headers)?;
+    if r.amount_cents < s.cfg.min_checkout_cents || r.amount_cents > 1_000_000 {
+        return Err(ApiError::bad(
+            "bad_amount",
+            format!("buy between {} and 1000000 cents", s.cfg.min_checkout_cents),
+        ));
+    }
+    let back = Return {
+        success_url: format!(
+            "{}/credit/done?session={{CHECKOUT_SESSION_ID}}",
+            s.public_url
+        ),
+        cancel_url: format!("{}/credit?cancelled=1", s.public_url),
+    };
+    let c = s.billing.checkout(&a.id, r.amount_cents, &back).await?;
+    tracing::info!(account = %a.id, session = %c.id, cents = r.amount_cents, "checkout created");
+    Ok(Json(json!({"id": c.id, "url": c.url})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct VoucherReq {
+    /// A deployer-signed VoucherRequest (hex); no session needed.
+    request: Option<String>,
+    deployer_key: Option<String>,
+    cap_cents: Option<u64>,
+    lifetime_secs: Option<u64>,
+}
+
+async fn new_voucher(
+    State(s): State<Arc<AppState>>,
+    jar: CookieJar,
+    method: Method,
+    headers: HeaderMap,
+    Body(r): Body<VoucherReq>,
+) -> ApiResult<Response> {
+    let now = now_secs();
+    let (account, deployer, cap, lifetime) = match &r.request {
+        Some(hexreq) => {
+            let bytes = unhex("request", hexreq)?;
+            let v = open::<VoucherRequest>(&bytes, &Checks::at(now).with_audience(s.market()))
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "bad_request_signature",
+                        format!("voucher request: {e} [{}]", e.code()),
+                    )
+                })?
+                .message;
+            let fresh = s
+                .voucher_requests
+                .compare_and_swap(
+                    v.request_id.0,
+                    None as Option<&[u8]>,
+                    Some(&v.expires_at.to_be_bytes()[..]),
+                )
+                .map_err(|e| ApiError::from(anyhow::Error::from(e)))?;
+            if fresh.is_err() {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "replayed_request",
+                    "this voucher request was already used",
+                ));
+            }
+            let a = s.accounts.by_deployer_key(&v.deployer)?.ok_or_else(|| {
+                ApiError::new(StatusCode::FORBIDDEN, "unregistered_key", format!("deployer key {} is not registered to an account; run `sparebox market register-key`", v.deployer))
+            })?;
+            if !v.currency.eq_ignore_ascii_case("usd") {
+                return Err(ApiError::bad(
+                    "bad_currency",
+                    "this marketplace issues vouchers in usd",
+                ));
+            }
+            (a, v.deployer, v.cap_cents, v.lifetime_secs)
+        }
+        None => {
+            let (_, a) = signed_in(&s, &jar, &method, &headers)?;
+            let key = r.deployer_key.as_deref().ok_or_else(|| {
+                ApiError::bad("bad_request", "give deployerKey (or a signed request)")
+            })?;
+            let key: PublicKey = key
+                .parse()
+                .map_err(|e| ApiError::bad("bad_key", format!("deployerKey: {e}")))?;
+            if !a.deployer_keys.contains(&key) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "unregistered_key",
+                    format!("deployer key {key} is not registered to this account"),
+                ));
+            }
+            let cap = r
+                .cap_cents
+                .ok_or_else(|| ApiError::bad("bad_request", "give capCents"))?;
+            (a, key, cap, r.lifetime_secs.unwrap_or(7 * 24 * 3600))
+        }
+    };
+    let (bytes, rec) = s
+        .vouchers
+        .issue(&account.id, deployer, cap, "usd", lifetime, now)?;
+    tracing::info!(account = %account.id, voucher = %rec.voucher_id, cap, "voucher issued");
+    let hexv = hex::encode(&bytes);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "voucherId": rec.voucher_id,
+            "capCents": rec.cap_cents,
+            "expiresAt": rec.expires_at,
+            "marketUrl": s.public_url,
+            "voucher": hexv,
+            "file": {"format": sparebox_node::cli::files::VOUCHER_FORMAT, "voucher": hexv},
+        })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageReq {
+    report: String,
+    agreement: String,
+}
+
+async fn usage(State(s): State<Arc<AppState>>, Body(r): Body<UsageReq>) -> ApiResult<Json<Value>> {
+    let report = unhex("report", &r.report)?;
+    let agreement = unhex("agreement", &r.agreement)?;
+    let c = s
+        .usage
+        .ingest(&report, &agreement, now_secs())
+        .map_err(|e| {
+            tracing::info!(code = e.code(), "usage report refused: {e}");
+            ApiError::from(e)
+        })?;
+    Ok(Json(
+        json!({"chargedCents": c.cents, "duplicate": c.duplicate, "capped": c.capped}),
+    ))
+}
+
+async fn onboarding(
+    State(s): State<Arc<AppState>>,
+    jar: CookieJar,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let (_, mut a) = signed_in(&s, &jar, &method, &headers)?;
+    let connect = match &a.connect_account {
+        Some(c) => c.clone(),
+        None => {
+            let c = s.billing.connect_account(&a.email).await?;
+            a.connect_account = Some(c.id.clone());
+            a.payouts_enabled = c.payouts_enabled;
+            s.accounts.save(&a)?;
+            c.id
+        }
+    };
+    let back = Return {
+        success_url: format!("{}/host/payouts?onboarded=1", s.public_url),
+        cancel_url: format!("{}/host/payouts?refresh=1", s.public_url),
+    };
+    let url = s.billing.onboarding_link(&connect, &back).await?;
+    Ok(Json(
+        json!({"connectAccount": connect, "url": url, "payoutsEnabled": a.payouts_enabled}),
+    ))
+}
+
+async fn payouts(
+    State(s): State<Arc<AppState>>,
+    jar: CookieJar,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let (_, a) = signed_in(&s, &jar, &method, &headers)?;
+    let mut nodes = Vec::new();
+    for n in &a.nodes {
+        nodes.push(json!({"nodeId": n.to_string(), "earningsCents": s.ledger.balance(&LedgerAccount::Earnings(n.to_string()))?}));
+    }
+    let mine: Vec<LedgerAccount> = a
+        .nodes
+        .iter()
+        .map(|n| LedgerAccount::Earnings(n.to_string()))
+        .collect();
+    let mut transfers = Vec::new();
+    let mut earned = Vec::new();
+    for e in s.ledger.entries()? {
+        let Some((acc, cents)) = e.postings.iter().find(|(acc, _)| mine.contains(acc)) else {
+            continue;
+        };
+        match &e.cause {
+            Cause::Transfer(id) => {
+                let sent: i64 = e
+                    .postings
+                    .iter()
+                    .filter(|(a, _)| *a == LedgerAccount::Payouts)
+                    .map(|(_, c)| *c)
+                    .sum();
+                let fee: i64 = e
+                    .postings
+                    .iter()
+                    .filter(|(a, _)| *a == LedgerAccount::Fees)
+                    .map(|(_, c)| *c)
+                    .sum();
+                transfers.push(json!({"transferId": id, "at": e.at, "node": acc, "sentCents": sent, "feeCents": fee}));
+            }
+            Cause::UsageReport(id) => {
+                earned.push(json!({"reportId": id, "at": e.at, "node": acc, "cents": cents}))
+            }
+            _ => {}
+        }
+    }
+    Ok(Json(json!({
+        "connectAccount": a.connect_account,
+        "payoutsEnabled": a.payouts_enabled,
+        "feeBps": s.cfg.fee_bps,
+        "nodes": nodes,
+        "earnings": earned,
+        "transfers": transfers,
+    })))
+}
+
+async fn webhook(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let Some(secret) = &s.webhook_secret else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_stripe_mode",
+            "this marketplace runs --billing test-ledger; it takes no Stripe webhooks",
+        ));
+    };
+    let payload = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad("bad_event", "the body is not UTF-8"))?;
+    let sig = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    let ev = crate::stripe::verify_webhook(payload, sig, secret).map_err(|e| {
+        tracing::warn!(code = e.code(), "webhook refused: {e}");
+        ApiError::bad(e.code(), e.to_string())
+    })?;
+    let outcome = s.webhooks.handle(&ev, now_secs()).map_err(|e| match e {
+        HandleError::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_event", m),
+        HandleError::Ledger(l) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ledger", l.to_string())
+        }
+        HandleError::Storage(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", m),
+    })?;
+    tracing::info!(event = %ev.id, "webhook: {outcome:?}");
+    let (result, detail) = match outcome {
+        Outcome::Applied(d) => ("applied", d),
+        Outcome::Duplicate => ("duplicate", String::new()),
+        Outcome::Parked => ("parked", "waiting for its payment".into()),
+        Outcome::Ignored(d) => ("ignored", d),
+    };
+    Ok(Json(
+        json!({"received": true, "event": ev.id, "result": result, "detail": detail}),
+    ))
+}
+
+fn admin(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let want = format!("Bearer {}", s.admin_token);
+    let ok = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.as_bytes().len() == want.len() && v == want);
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "not_admin",
+            "missing or wrong admin token (see admin.token in the data dir)",
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantReq {
+    email: String,
+    cents: u64,
+}
+
+async fn grant_credit(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Body(r): Body<GrantReq>,
+) -> ApiResult<Json<Value>> {
+    admin(&s, &headers)?;
+    if s.cfg.billing != BillingMode::TestLedger {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_test_ledger",
+            "grant-credit works only with --billing test-ledger",
+        ));
+    }
+    if r.cents == 0 || r.cents > 100_000_000 {
+        return Err(ApiError::bad("bad_amount", "cents must be 1 to 100000000"));
+    }
+    let a = s.accounts.by_email(&r.email)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_account",
+            format!("no account with email {}", r.email),
+        )
+    })?;
+    let mut id = [0u8; 12];
+    getrandom::fill(&mut id).map_err(|e| ApiError::from(anyhow::anyhow!("{e}")))?;
+    let cause = format!("test_grant_{}", hex::encode(id));
+    let cents = i64::try_from(r.cents).unwrap_or(i64::MAX);
+    s.ledger
+        .post(&moves::payment(&cause, &a.id, cents, now_secs()))?;
+    let balance = s.ledger.balance(&LedgerAccount::Credit(a.id.clone()))?;
+    Ok(Json(
+        json!({"account": a.id, "grantedCents": r.cents, "balanceCents": balance}),
+    ))
+}
+
+async fn settle_now(State(s): State<Arc<AppState>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    admin(&s, &headers)?;
+    let paid = s.settle().await?;
+    Ok(Json(json!({
+        "payouts": paid.iter().map(|p| json!({"host": p.host, "transferId": p.transfer_id, "earnedCents": p.earned, "feeCents": p.fee})).collect::<Vec<_>>()
+    })))
+}
