@@ -173,6 +173,88 @@ async fn full_money_flow_card_to_voucher_to_usage_to_payout() {
         assert!(earned >= 3);
         ledger.check().unwrap();
 
+        // Bad reports over HTTP: a forged one (signed by another key) and
+        // an old one replayed after newer ones, each with a clear code.
+        let forged = {
+            use sparebox_node::protocol::{Envelope, Id, Message, UsageCounters, UsageReport};
+            let mallory = sparebox_node::identity::Keypair::generate().unwrap();
+            let r = UsageReport {
+                version: UsageReport::VERSION,
+                report_id: Id::random().unwrap(),
+                host: host.node.public_key(),
+                deployer: deployer.key.public(),
+                offer_id: Id::random().unwrap(),
+                agent_id: "x".into(),
+                seq: 1,
+                period_start: 0,
+                period_end: 1,
+                counters: UsageCounters {
+                    wall_secs: 999_999,
+                    ..Default::default()
+                },
+                issued_at: sparebox_node::protocol::now_secs(),
+            };
+            hex::encode(Envelope::seal(&r, &mallory).unwrap().to_bytes())
+        };
+        let r: Value = reqwest::Client::new()
+            .post(format!("{murl}/api/v1/usage"))
+            .json(&json!({"report": forged, "agreement": "00"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["error"]["code"], "bad_report", "{r}");
+
+        // A second agent on the same voucher with a cap of 4 ¢ runs out:
+        // the node stops it before it would bill past the cap.
+        let (ok, out, err) = deployer
+            .cli(&[
+                "deploy",
+                spec.to_str().unwrap(),
+                "--host",
+                &host_id,
+                "--addr",
+                &addr,
+                "--voucher",
+                vfile.to_str().unwrap(),
+                "--price-per-hour",
+                "3600",
+                "--max-total",
+                "4",
+                "--json",
+            ])
+            .await;
+        assert!(ok, "second deploy: {err}{out}");
+        let small: Value = serde_json::from_str(&out).unwrap();
+        let small_id = small["agentId"].as_str().unwrap().to_string();
+        let stopped = eventually(Duration::from_secs(20), "exhausted agent stopped", || {
+            let agents = host.node.agents().clone();
+            let id = small_id.clone();
+            async move {
+                agents
+                    .list()
+                    .into_iter()
+                    .find(|a| a.agent_id == id && a.state == "stopped")
+            }
+        })
+        .await;
+        assert!(
+            stopped
+                .reason
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("voucher_exhausted"),
+            "{stopped:?}"
+        );
+        let (ok, out, err) = deployer
+            .cli(&["agents", "start", &small_id, "--addr", &addr])
+            .await;
+        assert!(
+            !ok && format!("{out}{err}").contains("voucher_exhausted"),
+            "{out}{err}"
+        );
         // 4. The host links its node with the CLI, onboards to Connect,
         //    Stripe says payouts are on, and settlement pays it.
         let owner = User::sign_up(&murl, "host@example.com").await;
