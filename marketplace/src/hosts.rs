@@ -216,7 +216,6 @@ impl Inbound for HostIndex {
                 .into_iter()
                 .map(Into::into)
                 .collect(),
-            ..SyncResponse::default()
         }
     }
     async fn deploy(&self, _from: PublicKey, _req: DeployRequest) -> DeployResponse {

@@ -119,6 +119,14 @@ pub fn check_voucher(
     )))
 }
 
+/// Which agreement a report is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub offer_id: Id,
+    pub deployer: PublicKey,
+    pub agent_id: &'a str,
+}
+
 /// The last report made for an agreement.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reported {
@@ -283,13 +291,16 @@ impl HostBilling {
     pub fn report(
         &self,
         paid: &Paid,
-        offer_id: Id,
-        deployer: PublicKey,
-        agent_id: &str,
+        subject: &Subject<'_>,
         counters: UsageCounters,
         running: bool,
         now: u64,
     ) -> Result<Spend, StoreError> {
+        let Subject {
+            offer_id,
+            deployer,
+            agent_id,
+        } = *subject;
         let mut last = self.reported(&offer_id);
         if last.seq == 0 || last.counters != counters {
             let report = UsageReport {
@@ -515,37 +526,31 @@ mod tests {
         let b = HostBilling::open(Keypair::from_seed([1; 32]), cfg, &store).unwrap();
         let deployer = Keypair::from_seed([2; 32]).public();
         let offer = Id([5; 16]);
+        let subject = Subject {
+            offer_id: offer,
+            deployer,
+            agent_id: "a",
+        };
         // 3600 ¢/hour = 1 ¢/s; cap 100 ¢; the next interval costs 60 ¢.
         let p = paid(100, 3600);
         let at = |secs| UsageCounters {
             wall_secs: secs,
             ..Default::default()
         };
-        assert_eq!(
-            b.report(&p, offer, deployer, "a", at(0), true, 1).unwrap(),
-            Spend::Ok
-        );
+        assert_eq!(b.report(&p, &subject, at(0), true, 1).unwrap(), Spend::Ok);
         assert_eq!(b.pending(), 1);
-        assert_eq!(
-            b.report(&p, offer, deployer, "a", at(0), true, 2).unwrap(),
-            Spend::Ok
-        );
+        assert_eq!(b.report(&p, &subject, at(0), true, 2).unwrap(), Spend::Ok);
         assert_eq!(b.pending(), 1, "unchanged counters are not re-reported");
+        assert_eq!(b.report(&p, &subject, at(30), false, 3).unwrap(), Spend::Ok);
         assert_eq!(
-            b.report(&p, offer, deployer, "a", at(30), false, 3)
-                .unwrap(),
-            Spend::Ok
-        );
-        assert_eq!(
-            b.report(&p, offer, deployer, "a", at(85), false, 4)
-                .unwrap(),
+            b.report(&p, &subject, at(85), false, 4).unwrap(),
             Spend::Warn {
                 spent: 85,
                 cap: 100
             }
         );
         assert_eq!(
-            b.report(&p, offer, deployer, "a", at(86), true, 5).unwrap(),
+            b.report(&p, &subject, at(86), true, 5).unwrap(),
             Spend::Exhausted {
                 spent: 86,
                 cap: 100

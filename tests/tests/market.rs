@@ -1,5 +1,6 @@
 //! The money side end to end: a real marketplace (Stripe mode, against the
 //! in-repo fake Stripe), a real node, and the `sparebox` CLI.
+#![allow(clippy::unwrap_used)] // test files: a failed unwrap is a failed test
 
 use std::time::Duration;
 

@@ -33,10 +33,10 @@ use sparebox_sandbox::{
 };
 use tokio::sync::Notify;
 
-pub use admission::Policy;
+pub use admission::{Admitted, Policy};
 
 use crate::adverts::Reserved;
-use crate::billing::{BillingConfig, HostBilling, Paid, Spend};
+use crate::billing::{BillingConfig, HostBilling, Paid, Spend, Subject};
 use crate::identity::{Keypair, PublicKey};
 use crate::metering::Meter;
 use crate::metrics::{Metrics, StateLabels};
@@ -463,17 +463,7 @@ impl Agents {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(agent_id.clone(), offer.resources);
         }
-        let result = self
-            .finish_deploy(
-                from,
-                &admitted.offer.envelope,
-                offer,
-                &admitted.spec,
-                admitted.paid.as_ref().map(|(p, _)| p.clone()),
-                &agent_id,
-                now,
-            )
-            .await;
+        let result = self.finish_deploy(from, &admitted, &agent_id, now).await;
         if result.is_err()
             && let Some((paid, _)) = &admitted.paid
         {
@@ -492,13 +482,16 @@ impl Agents {
     async fn finish_deploy(
         &self,
         from: PublicKey,
-        offer_env: &Envelope,
-        offer: &crate::protocol::DeploymentOffer,
-        spec: &ResolvedSpec,
-        paid: Option<Paid>,
+        admitted: &Admitted,
         agent_id: &str,
         now: u64,
     ) -> Result<DeployResponse, Rejection> {
+        let (offer_env, offer, spec) = (
+            &admitted.offer.envelope,
+            &admitted.offer.message,
+            &admitted.spec,
+        );
+        let paid = admitted.paid.as_ref().map(|(p, _)| p.clone());
         // WASI agents need their component; OpenClaw agents are configured
         // entirely by the spec.
         let artifact = match offer.runtime {
@@ -837,15 +830,15 @@ impl Agents {
                 // goes back to its voucher.
                 if let Some(paid) = &rec.paid {
                     let usage = self.meter.get(&rec.offer_id).unwrap_or_default();
-                    if let Err(e) = self.billing.report(
-                        paid,
-                        rec.offer_id,
-                        rec.deployer,
-                        id,
-                        usage,
-                        false,
-                        now_secs(),
-                    ) {
+                    let subject = Subject {
+                        offer_id: rec.offer_id,
+                        deployer: rec.deployer,
+                        agent_id: id,
+                    };
+                    if let Err(e) = self
+                        .billing
+                        .report(paid, &subject, usage, false, now_secs())
+                    {
                         tracing::error!(agent = %id, "cannot queue the final usage report: {e}");
                     }
                     self.billing.release(paid, paid.price.charge_for(&usage));
@@ -1150,15 +1143,12 @@ impl Agents {
             let Some(paid) = &r.paid else { continue };
             let usage = self.meter.get(&r.offer_id).unwrap_or_default();
             let running = r.state == State::Running;
-            match self.billing.report(
-                paid,
-                r.offer_id,
-                r.deployer,
-                &r.agent_id,
-                usage,
-                running,
-                now,
-            ) {
+            let subject = Subject {
+                offer_id: r.offer_id,
+                deployer: r.deployer,
+                agent_id: &r.agent_id,
+            };
+            match self.billing.report(paid, &subject, usage, running, now) {
                 Ok(Spend::Ok) => {}
                 Ok(Spend::Warn { spent, cap }) => tracing::warn!(
                     agent = %r.agent_id,
