@@ -6,8 +6,7 @@
 //!   does not tell which emails exist.
 //! - A session token is 32 random bytes sent only in the cookie; the store
 //!   keeps its sha256. Each session has its own CSRF token, which every
-//!   state-changing request must echo (header `x-csrf-token`, or the form
-//!   field `csrf`).
+//!   state-changing request must echo in the `x-csrf-token` header.
 //! - Sign-in is rate limited per email and per client address (governor).
 //! - Keys are bound to an account by signing a one-time challenge the
 //!   account asked for ([`KeyProof`]): deployer keys (`deployer-key`) and

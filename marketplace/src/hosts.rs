@@ -149,10 +149,17 @@ impl HostIndex {
             };
             Some(((key.0, key.1), a.node))
         });
-        hits.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
         let total = hits.len();
         let start = (page - 1).saturating_mul(per_page).min(total);
         let end = (start + per_page).min(total);
+        // Only the first `end` need ordering: select them, then sort those.
+        let order = |a: &((u64, u64), PublicKey), b: &((u64, u64), PublicKey)| {
+            a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1))
+        };
+        if end > 0 && end < total {
+            hits.select_nth_unstable_by(end - 1, order);
+        }
+        hits[..end].sort_unstable_by(order);
         let hosts = hits[start..end]
             .iter()
             .filter_map(|(_, node)| self.get(node, q.runtime, now))
@@ -172,16 +179,12 @@ impl HostIndex {
         runtime: Option<RuntimeKind>,
         now: u64,
     ) -> Option<HostView> {
-        self.adverts
-            .query(now, |a, first_seen| {
-                (a.node == *node).then(|| HostView {
-                    advert: AdvertView::from_advert(a),
-                    price_cents_per_hour: price_of(a, runtime),
-                    first_seen,
-                    last_seen: a.timestamp,
-                })
-            })
-            .pop()
+        self.adverts.lookup(node, now, |a, first_seen| HostView {
+            advert: AdvertView::from_advert(a),
+            price_cents_per_hour: price_of(a, runtime),
+            first_seen,
+            last_seen: a.timestamp,
+        })
     }
 
     /// Live hosts and their free capacity in total (for the landing page).
@@ -226,5 +229,183 @@ impl Inbound for HostIndex {
     }
     async fn artifact(&self, _from: PublicKey, _req: ArtifactRequest) -> ArtifactResponse {
         ArtifactResponse::NotFound
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sparebox_node::identity::Keypair;
+    use sparebox_node::protocol::{
+        ClassPrice, Envelope, Message, PriceList, Resources, RuntimeOffer,
+    };
+
+    /// Host `i`: CPU 100·i, memory 64·i, price 10·(i mod 7), label tier=i mod 3;
+    /// even hosts also offer openclaw.
+    fn index(n: u64, now: u64) -> HostIndex {
+        let idx = HostIndex::new(60);
+        for i in 1..=n {
+            let mut seed = [0u8; 32];
+            seed[0] = i as u8;
+            let key = Keypair::from_seed(seed);
+            let free = Resources {
+                cpu_millis: 100 * i as u32,
+                memory_mib: 64 * i as u32,
+                disk_mib: 1000,
+            };
+            let mut runtimes = vec![RuntimeOffer {
+                kind: RuntimeKind::Wasi,
+                version: "w".into(),
+            }];
+            if i % 2 == 0 {
+                runtimes.push(RuntimeOffer {
+                    kind: RuntimeKind::Openclaw,
+                    version: "o".into(),
+                });
+            }
+            let a = CapacityAdvert {
+                version: CapacityAdvert::VERSION,
+                node: key.public(),
+                seq: 1,
+                timestamp: now - i,
+                ttl_secs: 600,
+                addresses: vec![],
+                free,
+                free_agent_slots: 1,
+                runtimes,
+                prices: PriceList {
+                    currency: "usd".into(),
+                    classes: vec![ClassPrice {
+                        class: "all".into(),
+                        runtime: RuntimeKind::Wasi,
+                        max: free,
+                        cents_per_hour: 10 * (i % 7),
+                    }],
+                    models: vec![],
+                },
+                labels: [("tier".to_string(), (i % 3).to_string())].into(),
+                region: None,
+                agent_version: "t".into(),
+            };
+            let bytes = Envelope::seal(&a, &key).unwrap().to_bytes();
+            assert!(idx.adverts.insert_synced(&bytes, now).unwrap());
+        }
+        idx
+    }
+
+    fn q(v: serde_json::Value) -> Query {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn filters_sort_and_pages() {
+        let now = 10_000;
+        let idx = index(40, now);
+        let all = idx
+            .search(&q(serde_json::json!({"per_page": 100})), now)
+            .unwrap();
+        assert_eq!(all.total, 40);
+        let oc = idx
+            .search(
+                &q(serde_json::json!({"runtime": "openclaw", "per_page": 100})),
+                now,
+            )
+            .unwrap();
+        assert_eq!(oc.total, 20);
+        let big = idx
+            .search(
+                &q(serde_json::json!({"min_cpu": 3000, "min_memory_mib": 2048, "per_page": 100})),
+                now,
+            )
+            .unwrap();
+        assert_eq!(big.total, 9, "i = 32..=40");
+        assert!(big.hosts.iter().all(|h| h.advert.free.cpu_millis >= 3000));
+        let cheap = idx
+            .search(
+                &q(serde_json::json!({"max_price": 20, "per_page": 100})),
+                now,
+            )
+            .unwrap();
+        assert!(
+            cheap
+                .hosts
+                .iter()
+                .all(|h| h.price_cents_per_hour.unwrap() <= 20)
+        );
+        assert_eq!(cheap.total, (1..=40).filter(|i| 10 * (i % 7) <= 20).count());
+        let tier = idx
+            .search(
+                &q(serde_json::json!({"label": "tier=2", "per_page": 100})),
+                now,
+            )
+            .unwrap();
+        assert_eq!(tier.total, (1..=40).filter(|i| i % 3 == 2).count());
+        let seen = idx
+            .search(
+                &q(serde_json::json!({"seen_within_secs": 5, "per_page": 100})),
+                now,
+            )
+            .unwrap();
+        assert_eq!(seen.total, 5);
+
+        // Price ascending; CPU descending; newest advert first.
+        let by_price = idx
+            .search(
+                &q(serde_json::json!({"sort": "price", "per_page": 100})),
+                now,
+            )
+            .unwrap();
+        let prices: Vec<u64> = by_price
+            .hosts
+            .iter()
+            .map(|h| h.price_cents_per_hour.unwrap())
+            .collect();
+        assert!(prices.windows(2).all(|w| w[0] <= w[1]), "{prices:?}");
+        let by_cpu = idx
+            .search(&q(serde_json::json!({"sort": "cpu", "per_page": 3})), now)
+            .unwrap();
+        let cpus: Vec<u32> = by_cpu
+            .hosts
+            .iter()
+            .map(|h| h.advert.free.cpu_millis)
+            .collect();
+        assert_eq!(cpus, [4000, 3900, 3800]);
+        let by_seen = idx
+            .search(&q(serde_json::json!({"sort": "seen", "per_page": 1})), now)
+            .unwrap();
+        assert_eq!(by_seen.hosts[0].last_seen, now - 1);
+
+        // Pages cover everything once, in the same order as one big page.
+        let mut paged = Vec::new();
+        for page in 1..=5 {
+            let p = idx
+                .search(
+                    &q(serde_json::json!({"sort": "price", "page": page, "per_page": 9})),
+                    now,
+                )
+                .unwrap();
+            paged.extend(p.hosts.into_iter().map(|h| h.advert.peer_id));
+        }
+        let whole: Vec<String> = by_price
+            .hosts
+            .into_iter()
+            .map(|h| h.advert.peer_id)
+            .collect();
+        assert_eq!(paged, whole);
+        assert!(
+            idx.search(&q(serde_json::json!({"per_page": 0})), now)
+                .is_err()
+        );
+        assert!(
+            idx.search(&q(serde_json::json!({"per_page": 101})), now)
+                .is_err()
+        );
+        // Expired adverts are gone.
+        assert_eq!(
+            idx.search(&q(serde_json::json!({})), now + 600)
+                .unwrap()
+                .total,
+            0
+        );
     }
 }

@@ -50,6 +50,33 @@ async fn serve_answers_health_and_metrics_and_stops_cleanly() {
         .unwrap();
     assert!(m.contains("sparebox_market_ledger_ok 1"), "{m}");
     assert!(dir.path().join("m/market.key").exists());
+    // `admin grant-credit` (test-ledger mode) adds credit to an account.
+    let r = reqwest::Client::new()
+        .post(format!("{url}/api/v1/accounts"))
+        .json(&serde_json::json!({"email": "ada@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let admin = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sparebox-market"))
+            .args(["admin", "--market", &url, "--data-dir"])
+            .arg(dir.path().join("m"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = admin(&["grant-credit", "ada@example.com", "500"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["balanceCents"], 500, "{v}");
+    let out = admin(&["grant-credit", "nobody@example.com", "500"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown_account"));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,

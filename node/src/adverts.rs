@@ -208,6 +208,20 @@ impl AdvertIndex {
             .collect()
     }
 
+    /// Runs `f` on `node`'s live advert and its first-seen time.
+    pub fn lookup<T>(
+        &self,
+        node: &PublicKey,
+        now: u64,
+        f: impl FnOnce(&CapacityAdvert, u64) -> T,
+    ) -> Option<T> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(node)
+            .filter(|e| live(&e.advert, now))
+            .map(|e| f(&e.advert, e.first_seen))
+    }
+
     /// The signed bytes of every live advert (a sync reply).
     pub fn snapshot(&self, now: u64) -> Vec<Vec<u8>> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());

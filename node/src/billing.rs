@@ -471,6 +471,7 @@ enum Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
 
     #[test]
     fn backoff_doubles_to_five_minutes() {
@@ -494,6 +495,94 @@ mod tests {
             },
             cap_cents: cap,
         }
+    }
+
+    /// A marketplace stand-in: answers 503 `fail` times, then 200, and
+    /// records the reports it accepted.
+    async fn flaky_market(fail: usize) -> (String, Arc<Mutex<Vec<String>>>) {
+        use axum::http::StatusCode;
+        let got: Arc<Mutex<Vec<String>>> = Arc::default();
+        let left = Arc::new(Mutex::new(fail));
+        let g = got.clone();
+        let app = axum::Router::new().route(
+            "/api/v1/usage",
+            axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+                let (g, left) = (g.clone(), left.clone());
+                async move {
+                    let mut l = left.lock().unwrap();
+                    if *l > 0 {
+                        *l -= 1;
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    g.lock()
+                        .unwrap()
+                        .push(v["report"].as_str().unwrap().to_string());
+                    StatusCode::OK
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(l, app).await });
+        (url, got)
+    }
+
+    #[tokio::test]
+    async fn the_outbox_survives_a_restart_and_retries_with_backoff_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, got) = flaky_market(1).await;
+        let mut p = paid(1_000_000, 3600);
+        p.market_url = url;
+        let offer = Id([6; 16]);
+        let deployer = Keypair::from_seed([2; 32]).public();
+        let subject = Subject {
+            offer_id: offer,
+            deployer,
+            agent_id: "a",
+        };
+        let cfg = BillingConfig {
+            trusted: vec![],
+            report_interval: Duration::from_secs(1),
+            warn_at_percent: 80,
+        };
+        let at = |secs| UsageCounters {
+            wall_secs: secs,
+            ..Default::default()
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .tree("agreements")
+                .unwrap()
+                .insert(offer.0, &b"agreement"[..])
+                .unwrap();
+            let b = HostBilling::open(Keypair::from_seed([1; 32]), cfg.clone(), &store).unwrap();
+            b.report(&p, &subject, at(1), true, 100).unwrap();
+            b.report(&p, &subject, at(2), true, 101).unwrap();
+            store.flush().unwrap();
+        } // the node stops before sending anything
+        let store = Store::open(dir.path()).unwrap();
+        let b = HostBilling::open(Keypair::from_seed([1; 32]), cfg, &store).unwrap();
+        assert_eq!(b.pending(), 2, "queued reports survive the restart");
+        b.send_due(200).await; // 503: retry in 1 s; the later report waits behind it
+        assert_eq!(b.pending(), 2);
+        assert!(got.lock().unwrap().is_empty());
+        b.send_due(200).await; // still backing off
+        assert_eq!(b.pending(), 2);
+        b.send_due(201).await;
+        assert_eq!(b.pending(), 0);
+        let got = got.lock().unwrap().clone();
+        assert_eq!(got.len(), 2);
+        let seqs: Vec<u64> = got
+            .iter()
+            .map(|h| {
+                crate::protocol::open::<UsageReport>(&hex::decode(h).unwrap(), &Checks::at(300))
+                    .unwrap()
+                    .message
+                    .seq
+            })
+            .collect();
+        assert_eq!(seqs, [1, 2], "delivered in order");
     }
 
     #[test]
