@@ -41,8 +41,10 @@ pub enum MarketCommand {
     /// Register a deployer key with your marketplace account (challenge
     /// purpose `deployer-key`).
     RegisterKey {
+        /// The marketplace URL.
         #[arg(long, value_name = "URL")]
         market: String,
+        /// The one-time challenge the marketplace gave your account.
         #[arg(long)]
         challenge: String,
         /// Deployer key [default: $XDG_DATA_HOME/sparebox/keys/deployer.key].
@@ -57,6 +59,7 @@ pub enum VoucherCommand {
     /// account your deployer key is registered to. Writes a voucher file
     /// for `sparebox deploy --voucher`.
     Fetch {
+        /// The marketplace URL.
         #[arg(long, value_name = "URL")]
         market: String,
         /// The voucher's spend cap, in cents (reserved from your credit).
@@ -77,6 +80,7 @@ pub enum VoucherCommand {
     },
     /// Buy credit by card: prints the marketplace page to open in a browser.
     Buy {
+        /// The marketplace URL.
         #[arg(long, value_name = "URL")]
         market: String,
     },
