@@ -214,29 +214,39 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The signed-in account; for anything but GET the CSRF header must match.
-fn signed_in(
-    s: &AppState,
-    jar: &CookieJar,
-    method: &Method,
-    headers: &HeaderMap,
-) -> ApiResult<(Session, Account)> {
-    let token = jar
-        .get(SESSION_COOKIE)
-        .map(|c| c.value().to_string())
-        .ok_or(AccountError::NoSession)?;
-    let session = s.accounts.session(&token, now_secs())?;
-    if method != Method::GET && method != Method::HEAD {
-        let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
-        if sent != Some(session.csrf.as_str()) {
-            return Err(AccountError::Csrf.into());
+/// The signed-in account, as an extractor: the session cookie must be
+/// valid, and for anything but GET and HEAD the `x-csrf-token` header must
+/// match the session's CSRF token.
+#[derive(Debug)]
+pub struct SignedIn(pub Session, pub Account);
+
+impl axum::extract::FromRequestParts<Arc<AppState>> for SignedIn {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let token = jar
+            .get(SESSION_COOKIE)
+            .map(|c| c.value().to_string())
+            .ok_or(AccountError::NoSession)?;
+        let session = s.accounts.session(&token, now_secs())?;
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            let sent = parts
+                .headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok());
+            if sent != Some(session.csrf.as_str()) {
+                return Err(AccountError::Csrf.into());
+            }
         }
+        let account = s
+            .accounts
+            .get(&session.account)?
+            .ok_or(AccountError::NoSession)?;
+        Ok(SignedIn(session, account))
     }
-    let account = s
-        .accounts
-        .get(&session.account)?
-        .ok_or(AccountError::NoSession)?;
-    Ok((session, account))
 }
 
 fn session_cookie(s: &AppState, token: String, max_age: u64) -> Cookie<'static> {
@@ -398,11 +408,9 @@ async fn sign_in(
 
 async fn sign_out(
     State(s): State<Arc<AppState>>,
+    _signed: SignedIn,
     jar: CookieJar,
-    method: Method,
-    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    signed_in(&s, &jar, &method, &headers)?;
     if let Some(c) = jar.get(SESSION_COOKIE) {
         s.accounts.end_session(c.value())?;
     }
@@ -410,13 +418,8 @@ async fn sign_out(
     Ok((StatusCode::NO_CONTENT, jar).into_response())
 }
 
-async fn account(
-    State(s): State<Arc<AppState>>,
-    jar: CookieJar,
-    method: Method,
-    headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
-    let (session, a) = signed_in(&s, &jar, &method, &headers)?;
+async fn account(State(s): State<Arc<AppState>>, signed: SignedIn) -> ApiResult<Json<Value>> {
+    let SignedIn(session, a) = signed;
     let mut body = account_json(&s, &a)?;
     body["csrfToken"] = json!(session.csrf);
     Ok(Json(body))
@@ -441,11 +444,9 @@ fn owned(s: &AppState, a: &Account) -> Vec<LedgerAccount> {
 
 async fn account_ledger(
     State(s): State<Arc<AppState>>,
-    jar: CookieJar,
-    method: Method,
-    headers: HeaderMap,
+    signed: SignedIn,
 ) -> ApiResult<Json<Value>> {
-    let (_, a) = signed_in(&s, &jar, &method, &headers)?;
+    let SignedIn(_, a) = signed;
     let mine = owned(&s, &a);
     let entries: Vec<Value> = s
         .ledger
@@ -472,12 +473,10 @@ struct ChallengeReq {
 
 async fn challenge(
     State(s): State<Arc<AppState>>,
-    jar: CookieJar,
-    method: Method,
-    headers: HeaderMap,
+    signed: SignedIn,
     Body(r): Body<ChallengeReq>,
 ) -> ApiResult<Json<Value>> {
-    let (_, a) = signed_in(&s, &jar, &method, &headers)?;
+    let SignedIn(_, a) = signed;
     let purpose = match r.purpose.as_str() {
         "deployer-key" => ProofPurpose::DeployerKey,
         "link-node" => ProofPurpose::LinkNode,
@@ -581,13 +580,8 @@ async fn host_detail(
     Ok(Json(v))
 }
 
-async fn credit(
-    State(s): State<Arc<AppState>>,
-    jar: CookieJar,
-    method: Method,
-    headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
-    let (_, a) = signed_in(&s, &jar, &method, &headers)?;
+async fn credit(State(s): State<Arc<AppState>>, signed: SignedIn) -> ApiResult<Json<Value>> {
+    let SignedIn(_, a) = signed;
     let balance = s.ledger.balance(&LedgerAccount::Credit(a.id.clone()))?;
     let mut reserved = 0;
     let mut vouchers = Vec::new();
@@ -611,12 +605,10 @@ struct CheckoutReq {
 
 async fn checkout(
     State(s): State<Arc<AppState>>,
-    jar: CookieJar,
-    method: Method,
-    headers: HeaderMap,
+    signed: SignedIn,
     Body(r): Body<CheckoutReq>,
 ) -> ApiResult<Json<Value>> {
-    let (_, a) = signed_in(&s, &jar, &method, &headers)?;
+    let SignedIn(_, a) = signed;
     if r.amount_cents < s.cfg.min_checkout_cents || r.amount_cents > 1_000_000 {
         return Err(ApiError::bad(
             "bad_amount",
@@ -647,9 +639,8 @@ struct VoucherReq {
 
 async fn new_voucher(
     State(s): State<Arc<AppState>>,
-    jar: CookieJar,
-    method: Method,
-    headers: HeaderMap,
+    // Not needed for a deployer-signed request.
+    signed: Result<SignedIn, ApiError>,
     Body(r): Body<VoucherReq>,
 ) -> ApiResult<Response> {
     let now = now_secs();
@@ -692,7 +683,7 @@ async fn new_voucher(
             (a, v.deployer, v.cap_cents, v.lifetime_secs)
         }
         None => {
-            let (_, a) = signed_in(&s, &jar, &method, &headers)?;
+            let SignedIn(_, a) = signed?;
             let key = r.deployer_key.as_deref().ok_or_else(|| {
                 ApiError::bad("bad_request", "give deployerKey (or a signed request)")
             })?;
@@ -753,13 +744,8 @@ async fn usage(State(s): State<Arc<AppState>>, Body(r): Body<UsageReq>) -> ApiRe
     ))
 }
 
-async fn onboarding(
-    State(s): State<Arc<AppState>>,
-    jar: CookieJar,
-    method: Method,
-    headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
-    let (_, mut a) = signed_in(&s, &jar, &method, &headers)?;
+async fn onboarding(State(s): State<Arc<AppState>>, signed: SignedIn) -> ApiResult<Json<Value>> {
+    let SignedIn(_, mut a) = signed;
     let connect = match &a.connect_account {
         Some(c) => c.clone(),
         None => {
@@ -780,13 +766,8 @@ async fn onboarding(
     ))
 }
 
-async fn payouts(
-    State(s): State<Arc<AppState>>,
-    jar: CookieJar,
-    method: Method,
-    headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
-    let (_, a) = signed_in(&s, &jar, &method, &headers)?;
+async fn payouts(State(s): State<Arc<AppState>>, signed: SignedIn) -> ApiResult<Json<Value>> {
+    let SignedIn(_, a) = signed;
     let mut nodes = Vec::new();
     for n in &a.nodes {
         nodes.push(json!({"nodeId": n.to_string(), "earningsCents": s.ledger.balance(&LedgerAccount::Earnings(n.to_string()))?}));
