@@ -1,3 +1,4 @@
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,20 +81,24 @@ async fn serve(mut cfg: MarketConfig) -> anyhow::Result<()> {
     let stop = sparebox_node::daemon::shutdown_signal()?;
     let market = service::start(&cfg, stripe).await?;
     cfg.data_dir = Some(cfg.data_dir());
-    println!("sparebox-market {}", env!("CARGO_PKG_VERSION"));
-    println!("  market id: {}", market.market);
-    println!("  data dir:  {}", cfg.data_dir().display());
-    println!("  billing:   {}", cfg.billing.as_str());
-    println!("  http:      http://{}", market.addr);
-    println!("  public:    {}", market.state.public_url);
+    // Write errors (a closed stdout) must not stop the service.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "sparebox-market {}", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(out, "  market id: {}", market.market);
+    let _ = writeln!(out, "  data dir:  {}", cfg.data_dir().display());
+    let _ = writeln!(out, "  billing:   {}", cfg.billing.as_str());
+    let _ = writeln!(out, "  http:      http://{}", market.addr);
+    let _ = writeln!(out, "  public:    {}", market.state.public_url);
     for a in &market.p2p_addrs {
-        println!("  p2p:       {a}");
+        let _ = writeln!(out, "  p2p:       {a}");
     }
     if cfg.billing == BillingMode::TestLedger {
-        println!(
+        let _ = writeln!(
+            out,
             "  (test-ledger mode: no real payments; `sparebox-market admin grant-credit EMAIL CENTS` adds credit)"
         );
     }
+    drop(out);
     stop.await;
     market.shutdown().await
 }

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::io::Write as _;
+
 use anyhow::Context;
 
 use crate::config::{LogFormat, NodeConfig};
@@ -69,19 +71,23 @@ pub fn run(args: NodeArgs, log_format: Option<LogFormat>) -> anyhow::Result<Exit
         let stop = shutdown_signal().context("cannot install signal handlers")?;
         let node = Node::start(&config).await?;
         // The banner goes to stdout (logs go to stderr); tests and scripts read it.
-        println!("sparebox node {}", env!("CARGO_PKG_VERSION"));
-        println!("  peer id:  {}", node.public_key());
-        println!("  data dir: {}", node.data_dir().display());
-        println!("  api:      http://{}", node.api_addr());
+        // A closed stdout (`sparebox node | head -3`) must not stop the node,
+        // so write errors are ignored rather than panicking like println!.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "sparebox node {}", env!("CARGO_PKG_VERSION"));
+        let _ = writeln!(out, "  peer id:  {}", node.public_key());
+        let _ = writeln!(out, "  data dir: {}", node.data_dir().display());
+        let _ = writeln!(out, "  api:      http://{}", node.api_addr());
         for a in node.listen_addrs() {
-            println!("  listen:   {a}");
+            let _ = writeln!(out, "  listen:   {a}");
         }
         if node.restored() > 0 {
-            println!("  restored: {} agents", node.restored());
+            let _ = writeln!(out, "  restored: {} agents", node.restored());
         }
         if node.key_created() {
-            println!("  (created a new node key in the data dir)");
+            let _ = writeln!(out, "  (created a new node key in the data dir)");
         }
+        drop(out);
         stop.await;
         node.shutdown().await?;
         anyhow::Ok(())
