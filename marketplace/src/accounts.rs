@@ -15,7 +15,7 @@
 //! sled trees: `accounts` (id → [`Account`] JSON), `emails` (lowercased
 //! email → id), `sessions` (sha256 of token → [`Session`]), `challenges`
 //! (challenge → [`Challenge`]), `deployer_keys` and `node_links` (key hex →
-//! account id).
+//! account id), `connect_accounts` (Stripe Connect account → account id).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -158,6 +158,7 @@ pub struct Accounts {
     challenges: sled::Tree,
     deployer_keys: sled::Tree,
     node_links: sled::Tree,
+    connect: sled::Tree,
     by_email: Arc<DefaultKeyedRateLimiter<String>>,
     by_client: Arc<DefaultKeyedRateLimiter<String>>,
     /// A hash verified when the email is unknown, to even out timing.
@@ -216,6 +217,7 @@ impl Accounts {
             challenges: db.open_tree("challenges").map_err(storage)?,
             deployer_keys: db.open_tree("deployer_keys").map_err(storage)?,
             node_links: db.open_tree("node_links").map_err(storage)?,
+            connect: db.open_tree("connect_accounts").map_err(storage)?,
             by_email: Arc::new(RateLimiter::keyed(per(limits.per_email))),
             by_client: Arc::new(RateLimiter::keyed(per(limits.per_client))),
             dummy_hash: hash_password("sparebox-dummy-password")?,
@@ -305,6 +307,11 @@ impl Accounts {
     }
 
     pub fn save(&self, a: &Account) -> Result<(), AccountError> {
+        if let Some(c) = &a.connect_account {
+            self.connect
+                .insert(c.as_bytes(), a.id.as_bytes())
+                .map_err(storage)?;
+        }
         self.accounts
             .insert(a.id.as_bytes(), serde_json::to_vec(a).map_err(storage)?)
             .map_err(storage)?;
@@ -457,9 +464,8 @@ impl Accounts {
 
     /// The account whose Connect account is `connect`.
     pub fn by_connect_account(&self, connect: &str) -> Option<Account> {
-        self.all()
-            .into_iter()
-            .find(|a| a.connect_account.as_deref() == Some(connect))
+        let id = self.connect.get(connect.as_bytes()).ok()??;
+        self.get(&String::from_utf8_lossy(&id)).ok()?
     }
 }
 
