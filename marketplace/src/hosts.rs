@@ -114,7 +114,7 @@ impl HostIndex {
         });
         // Matching hosts as (sort key, node) so nothing big is copied yet.
         let sort = q.sort.unwrap_or_default();
-        let mut hits: Vec<((u64, u64), PublicKey)> = self.adverts.query(now, |a, first_seen| {
+        let mut hits: Vec<(u64, PublicKey)> = self.adverts.query(now, |a, first_seen| {
             if let Some(r) = q.runtime
                 && !a.runtimes.iter().any(|o| o.kind == r)
             {
@@ -141,21 +141,20 @@ impl HostIndex {
                 }
             }
             let key = match sort {
-                Sort::Price => (price.unwrap_or(u64::MAX), 0),
-                Sort::Cpu => (u64::MAX - u64::from(a.free.cpu_millis), 0),
-                Sort::Memory => (u64::MAX - u64::from(a.free.memory_mib), 0),
-                Sort::Seen => (u64::MAX - a.timestamp, 0),
-                Sort::Age => (first_seen, 0),
+                Sort::Price => price.unwrap_or(u64::MAX),
+                Sort::Cpu => u64::MAX - u64::from(a.free.cpu_millis),
+                Sort::Memory => u64::MAX - u64::from(a.free.memory_mib),
+                Sort::Seen => u64::MAX - a.timestamp,
+                Sort::Age => first_seen,
             };
-            Some(((key.0, key.1), a.node))
+            Some((key, a.node))
         });
         let total = hits.len();
         let start = (page - 1).saturating_mul(per_page).min(total);
         let end = (start + per_page).min(total);
         // Only the first `end` need ordering: select them, then sort those.
-        let order = |a: &((u64, u64), PublicKey), b: &((u64, u64), PublicKey)| {
-            a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1))
-        };
+        // By key, then by node so equal keys page stably.
+        let order = |a: &(u64, PublicKey), b: &(u64, PublicKey)| a.cmp(b);
         if end > 0 && end < total {
             hits.select_nth_unstable_by(end - 1, order);
         }

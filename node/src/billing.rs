@@ -482,6 +482,14 @@ mod tests {
         assert_eq!(backoff_secs(200), 300);
     }
 
+    fn config(report_interval_secs: u64) -> BillingConfig {
+        BillingConfig {
+            trusted: vec![],
+            report_interval: Duration::from_secs(report_interval_secs),
+            warn_at_percent: 80,
+        }
+    }
+
     fn paid(cap: u64, per_hour: u64) -> Paid {
         Paid {
             voucher_id: "v1".into(),
@@ -540,11 +548,7 @@ mod tests {
             deployer,
             agent_id: "a",
         };
-        let cfg = BillingConfig {
-            trusted: vec![],
-            report_interval: Duration::from_secs(1),
-            warn_at_percent: 80,
-        };
+        let cfg = config(1);
         let at = |secs| UsageCounters {
             wall_secs: secs,
             ..Default::default()
@@ -589,11 +593,7 @@ mod tests {
     fn commitments_respect_the_voucher_cap_and_are_released() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let cfg = BillingConfig {
-            trusted: vec![],
-            report_interval: Duration::from_secs(60),
-            warn_at_percent: 80,
-        };
+        let cfg = config(60);
         let b = HostBilling::open(Keypair::from_seed([1; 32]), cfg, &store).unwrap();
         b.commit(&paid(600, 1), 1000).unwrap();
         let e = b.commit(&paid(600, 1), 1000).unwrap_err();
@@ -607,11 +607,7 @@ mod tests {
     fn reports_queue_only_on_change_and_warn_then_exhaust() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let cfg = BillingConfig {
-            trusted: vec![],
-            report_interval: Duration::from_secs(60),
-            warn_at_percent: 80,
-        };
+        let cfg = config(60);
         let b = HostBilling::open(Keypair::from_seed([1; 32]), cfg, &store).unwrap();
         let deployer = Keypair::from_seed([2; 32]).public();
         let offer = Id([5; 16]);

@@ -127,23 +127,29 @@ async fn full_money_flow_card_to_voucher_to_usage_to_payout() {
 
         let spec = repo_root().join("examples/specs/echo-wasi.toml");
         let addr = format!("{}/p2p/{host_id}", host.node.listen_addrs()[0]);
-        let (ok, out, err) = deployer
-            .cli(&[
+        // A paid deploy at the host's ask (3600 ¢/h) with a billing cap.
+        let (spec_s, vfile_s) = (
+            spec.to_str().unwrap().to_string(),
+            vfile.to_str().unwrap().to_string(),
+        );
+        let deploy_args = |max_total: &'static str| {
+            [
                 "deploy",
-                spec.to_str().unwrap(),
+                spec_s.as_str(),
                 "--host",
-                &host_id,
+                host_id.as_str(),
                 "--addr",
-                &addr,
+                addr.as_str(),
                 "--voucher",
-                vfile.to_str().unwrap(),
+                vfile_s.as_str(),
                 "--price-per-hour",
                 "3600",
                 "--max-total",
-                "200",
+                max_total,
                 "--json",
-            ])
-            .await;
+            ]
+        };
+        let (ok, out, err) = deployer.cli(&deploy_args("200")).await;
         assert!(ok, "deploy: {err}{out}");
         let d: Value = serde_json::from_str(&out).unwrap();
         assert!(d["agentId"].is_string(), "{d}");
@@ -210,23 +216,7 @@ async fn full_money_flow_card_to_voucher_to_usage_to_payout() {
 
         // A second agent on the same voucher with a cap of 4 ¢ runs out:
         // the node stops it before it would bill past the cap.
-        let (ok, out, err) = deployer
-            .cli(&[
-                "deploy",
-                spec.to_str().unwrap(),
-                "--host",
-                &host_id,
-                "--addr",
-                &addr,
-                "--voucher",
-                vfile.to_str().unwrap(),
-                "--price-per-hour",
-                "3600",
-                "--max-total",
-                "4",
-                "--json",
-            ])
-            .await;
+        let (ok, out, err) = deployer.cli(&deploy_args("4")).await;
         assert!(ok, "second deploy: {err}{out}");
         let small: Value = serde_json::from_str(&out).unwrap();
         let small_id = small["agentId"].as_str().unwrap().to_string();

@@ -324,17 +324,21 @@ impl Agents {
         r
     }
 
-    /// Re-deploys every persisted agent into the runtime (after a restart)
-    /// and removes runtime directories no record owns. Returns how many
-    /// agents were restored.
-    pub async fn restore(&self) -> usize {
-        let records: Vec<AgentRecord> = self
-            .records
+    /// A copy of every agent record, so no lock is held across awaits.
+    fn snapshot(&self) -> Vec<AgentRecord> {
+        self.records
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// Re-deploys every persisted agent into the runtime (after a restart)
+    /// and removes runtime directories no record owns. Returns how many
+    /// agents were restored.
+    pub async fn restore(&self) -> usize {
+        let records = self.snapshot();
         let mut restored = 0;
         for rec in records {
             let result = self.deploy_into_runtime(&rec).await;
@@ -1086,13 +1090,7 @@ impl Agents {
         loop {
             interval.tick().await;
             let now = now_secs();
-            let records: Vec<AgentRecord> = self
-                .records
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .values()
-                .cloned()
-                .collect();
+            let records = self.snapshot();
             for r in &records {
                 if r.state == State::Running
                     && let Some(every) = r.schedule_every_secs
