@@ -37,7 +37,9 @@ use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sparebox_node::identity::PublicKey;
-use sparebox_node::protocol::{Checks, ProofPurpose, VoucherRequest, now_secs, open};
+use sparebox_node::protocol::{
+    Checks, KeyProof, Message as _, ProofPurpose, VoucherRequest, now_secs, open,
+};
 
 use crate::accounts::{Account, AccountError, SESSION_SECS, Session};
 use crate::billing::{BillingError, Return};
@@ -57,6 +59,8 @@ pub struct ApiError {
     pub code: String,
     pub message: String,
     pub retry_after: Option<u64>,
+    /// Per-field problems (form field name, message), for `invalid`.
+    pub fields: Vec<(String, String)>,
 }
 
 impl ApiError {
@@ -66,6 +70,19 @@ impl ApiError {
             code: code.into(),
             message: message.into(),
             retry_after: None,
+            fields: Vec::new(),
+        }
+    }
+    /// A form that failed validation: 400 `invalid` with every field's problem.
+    pub fn invalid(fields: Vec<(String, String)>) -> Self {
+        let message = fields
+            .iter()
+            .map(|(f, m)| format!("{f}: {m}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        ApiError {
+            fields,
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid", message)
         }
     }
     fn bad(code: &str, message: impl Into<String>) -> Self {
@@ -78,7 +95,15 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = %self.code, "{}", self.message);
         }
-        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let mut error = json!({"code": self.code, "message": self.message});
+        if !self.fields.is_empty() {
+            error["fields"] = self
+                .fields
+                .iter()
+                .map(|(f, m)| json!({"field": f, "message": m}))
+                .collect();
+        }
+        let body = Json(json!({ "error": error }));
         let mut r = (self.status, body).into_response();
         if let Some(s) = self.retry_after
             && let Ok(v) = s.to_string().parse()
@@ -209,8 +234,30 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/payouts", get(payouts))
         .route("/api/v1/payouts/onboarding", post(onboarding))
         .route("/api/v1/stripe/webhook", post(webhook))
+        .route("/api/v1/stats", get(stats))
+        .route("/api/v1/events", get(events))
+        .route("/api/v1/credit/checkout/{id}", get(checkout_status))
+        .route("/api/v1/keys/prepare", post(prepare_key))
+        .route(
+            "/api/v1/artifacts",
+            post(upload_artifact).layer(axum::extract::DefaultBodyLimit::max(
+                crate::deployments::MAX_UPLOAD_BYTES + 1024,
+            )),
+        )
+        .route(
+            "/api/v1/deployments",
+            get(list_deployments).post(submit_deployment),
+        )
+        .route("/api/v1/deployments/prepare", post(prepare_deployment))
+        .route("/api/v1/deployments/{agent}/usage", get(deployment_usage))
+        .route(
+            "/api/v1/deployments/{agent}/commands/prepare",
+            post(prepare_command),
+        )
+        .route("/api/v1/deployments/{agent}/commands", post(submit_command))
         .route("/api/admin/grant-credit", post(grant_credit))
         .route("/api/admin/settle", post(settle_now))
+        .merge(crate::web::routes())
         .with_state(state)
 }
 
@@ -510,8 +557,24 @@ async fn challenge(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProofReq {
-    /// The signed KeyProof envelope, hex.
-    proof: String,
+    /// The signed KeyProof envelope, hex (the CLI).
+    proof: Option<String>,
+    /// A KeyProof signed in the browser: the prepared payload and a
+    /// detached signature.
+    signed: Option<SignedParts>,
+}
+
+/// A payload the marketplace prepared and the browser signed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SignedParts {
+    domain: String,
+    /// base64
+    payload: String,
+    /// hex (raw ed25519 key) or PeerId
+    public_key: String,
+    /// base64
+    signature: String,
 }
 
 fn unhex(field: &str, v: &str) -> ApiResult<Vec<u8>> {
@@ -520,7 +583,41 @@ fn unhex(field: &str, v: &str) -> ApiResult<Vec<u8>> {
 }
 
 async fn prove(s: &AppState, r: ProofReq, want: ProofPurpose) -> ApiResult<Json<Value>> {
-    let bytes = unhex("proof", &r.proof)?;
+    let bytes = match (&r.proof, &r.signed) {
+        (Some(h), None) => unhex("proof", h)?,
+        (None, Some(p)) => {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let payload = b64.decode(p.payload.trim()).map_err(|e| {
+                ApiError::bad("bad_request", format!("`payload` is not base64: {e}"))
+            })?;
+            let key: PublicKey = p
+                .public_key
+                .parse()
+                .map_err(|e| ApiError::bad("bad_key", format!("publicKey: {e}")))?;
+            if p.domain != KeyProof::DOMAIN {
+                return Err(ApiError::bad(
+                    "wrong_domain",
+                    format!("expected a {} payload", KeyProof::DOMAIN),
+                ));
+            }
+            // prove_key verifies it; this only assembles the envelope.
+            crate::deployments::seal_detached::<KeyProof>(
+                payload,
+                key,
+                &p.signature,
+                &Checks::now().with_audience(s.market()),
+            )?
+            .envelope
+            .to_bytes()
+        }
+        _ => {
+            return Err(ApiError::bad(
+                "bad_request",
+                "give `proof` (hex) or `signed` (browser-signed parts)",
+            ));
+        }
+    };
     let (a, p) = s.accounts.prove_key(&bytes, s.market(), now_secs())?;
     if p.purpose != want {
         return Err(ApiError::bad(
@@ -739,6 +836,10 @@ async fn usage(State(s): State<Arc<AppState>>, Body(r): Body<UsageReq>) -> ApiRe
             tracing::info!(code = e.code(), "usage report refused: {e}");
             ApiError::from(e)
         })?;
+    if !c.duplicate {
+        s.deployments
+            .usage_reported(&c.offer_id, c.counters, c.total_cents, now_secs())?;
+    }
     Ok(Json(
         json!({"chargedCents": c.cents, "duplicate": c.duplicate, "capped": c.capped}),
     ))
@@ -927,4 +1028,366 @@ async fn settle_now(State(s): State<Arc<AppState>>, headers: HeaderMap) -> ApiRe
     Ok(Json(json!({
         "payouts": paid.iter().map(|p| json!({"host": p.host, "transferId": p.transfer_id, "earnedCents": p.earned, "feeCents": p.fee})).collect::<Vec<_>>()
     })))
+}
+
+async fn stats(State(s): State<Arc<AppState>>) -> Json<Value> {
+    let (hosts, cpu, mem) = s.hosts.totals(now_secs());
+    Json(json!({
+        "hosts": hosts,
+        "freeCpuMillis": cpu,
+        "freeMemoryMib": mem,
+        "runningAgents": s.deployments.running(),
+    }))
+}
+
+async fn checkout_status(
+    State(s): State<Arc<AppState>>,
+    signed: SignedIn,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let SignedIn(_, a) = signed;
+    let balance = s.ledger.balance(&LedgerAccount::Credit(a.id.clone()))?;
+    let paid = s
+        .webhooks
+        .checkout(&id)
+        .map_err(|e| ApiError::from(anyhow::anyhow!("{e}")))?
+        .filter(|(account, _)| *account == a.id);
+    Ok(Json(json!({
+        "id": id,
+        "status": if paid.is_some() { "paid" } else { "pending" },
+        "amountCents": paid.map(|(_, c)| c),
+        "balanceCents": balance,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PrepareKeyReq {
+    /// The raw ed25519 public key, 64 hex digits.
+    public_key: String,
+}
+
+async fn prepare_key(
+    State(s): State<Arc<AppState>>,
+    signed: SignedIn,
+    Body(r): Body<PrepareKeyReq>,
+) -> ApiResult<Json<Value>> {
+    let SignedIn(_, a) = signed;
+    let key: PublicKey = r
+        .public_key
+        .parse()
+        .map_err(|e| ApiError::invalid(vec![("publicKey".into(), format!("{e}"))]))?;
+    let now = now_secs();
+    let (challenge, expires_at) = s
+        .accounts
+        .challenge(&a.id, ProofPurpose::DeployerKey, now)?;
+    let proof = KeyProof {
+        version: KeyProof::VERSION,
+        key,
+        market: s.market(),
+        purpose: ProofPurpose::DeployerKey,
+        challenge,
+        issued_at: now,
+        expires_at: expires_at.min(now + 600),
+    };
+    let (_, signing) = crate::deployments::signing(&proof);
+    Ok(Json(json!({ "signing": signing })))
+}
+
+async fn upload_artifact(
+    State(s): State<Arc<AppState>>,
+    _signed: SignedIn,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let (digest, size) = s.deployments.upload(&body)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"sha256": digest.to_hex(), "size": size})),
+    )
+        .into_response())
+}
+
+async fn prepare_deployment(
+    State(s): State<Arc<AppState>>,
+    signed: SignedIn,
+    Body(f): Body<crate::deployments::DeployForm>,
+) -> ApiResult<Json<Value>> {
+    use crate::deployments::HostTerms;
+    let SignedIn(_, a) = signed;
+    let now = now_secs();
+    let mut problems = Vec::new();
+    let deployer: Option<PublicKey> = f.deployer_key.parse().ok();
+    let deployer = match deployer {
+        Some(k) if a.deployer_keys.contains(&k) => Some(k),
+        _ => {
+            problems.push((
+                "deployerKey".to_string(),
+                "this browser's key is not registered to your account; generate one on the account page".to_string(),
+            ));
+            None
+        }
+    };
+    let host = f
+        .host
+        .parse::<PublicKey>()
+        .ok()
+        .and_then(|h| s.hosts.get(&h, None, now).map(|v| (h, v)));
+    if host.is_none() {
+        problems.push((
+            "host".to_string(),
+            "choose a host that is online now".to_string(),
+        ));
+    }
+    if f.max_total_cents == 0 {
+        problems.push((
+            "maxTotalCents".to_string(),
+            "set a budget above $0".to_string(),
+        ));
+    }
+    let spec = match s.deployments.spec_for(&f) {
+        Ok(spec) => Some(spec),
+        Err(e) => {
+            problems.extend(e.fields);
+            None
+        }
+    };
+    let (Some(deployer), Some((host, view)), Some(spec), true) =
+        (deployer, host, spec, problems.is_empty())
+    else {
+        return Err(ApiError::invalid(problems));
+    };
+    let want = spec.resource_request().resources;
+    if !view.advert.runtimes.iter().any(|r| r.kind == spec.runtime) {
+        return Err(ApiError::invalid(vec![(
+            "host".into(),
+            format!("this host does not offer the {} runtime", spec.runtime),
+        )]));
+    }
+    let class = view
+        .advert
+        .prices
+        .classes
+        .iter()
+        .filter(|c| {
+            c.runtime == spec.runtime
+                && c.max.cpu_millis >= want.cpu_millis
+                && c.max.memory_mib >= want.memory_mib
+        })
+        .min_by_key(|c| c.cents_per_hour)
+        .ok_or_else(|| {
+            ApiError::invalid(vec![(
+                "host".into(),
+                format!(
+                    "this host has no {} price class that fits {} millicores and {} MiB",
+                    spec.runtime, want.cpu_millis, want.memory_mib
+                ),
+            )])
+        })?;
+    let token_price = spec
+        .openclaw
+        .as_ref()
+        .and_then(|o| {
+            view.advert
+                .prices
+                .models
+                .iter()
+                .find(|m| m.model == o.model)
+        })
+        .map(|m| m.cents_per_1k_tokens)
+        .unwrap_or(0);
+    let addr = view
+        .advert
+        .addresses
+        .iter()
+        .find(|x| !x.contains("/ip4/0.0.0.0/"))
+        .map(|x| {
+            if x.contains("/p2p/") {
+                x.clone()
+            } else {
+                format!("{}/p2p/{}", x.trim_end_matches('/'), host)
+            }
+        });
+    let terms = HostTerms {
+        host,
+        addr,
+        cents_per_hour: class.cents_per_hour,
+        cents_per_1k_tokens: token_price,
+    };
+    let (voucher, rec) = s.vouchers.issue(
+        &a.id,
+        deployer,
+        f.max_total_cents,
+        "usd",
+        crate::deployments::WEB_VOUCHER_SECS,
+        now,
+    )?;
+    let venv = sparebox_node::protocol::Envelope::from_bytes(
+        &voucher,
+        sparebox_node::protocol::Voucher::max_envelope(),
+    )
+    .map_err(|e| ApiError::from(anyhow::anyhow!("own voucher: {e}")))?;
+    let (offer_id, review, signing) = s.deployments.prepare_offer(
+        &a.id,
+        deployer,
+        &spec,
+        &terms,
+        f.max_total_cents,
+        (venv, rec.voucher_id),
+        now,
+    )?;
+    Ok(Json(json!({
+        "offerId": offer_id.to_string(),
+        "review": review,
+        "signing": signing,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SubmitReq {
+    offer_id: Option<String>,
+    command_id: Option<String>,
+    signature: String,
+}
+
+async fn submit_deployment(
+    State(s): State<Arc<AppState>>,
+    signed: SignedIn,
+    Body(r): Body<SubmitReq>,
+) -> ApiResult<Response> {
+    let SignedIn(_, a) = signed;
+    let id = crate::deployments::parse_id("offerId", r.offer_id.as_deref().unwrap_or(""))?;
+    let (d, token) = s
+        .deployments
+        .submit_offer(&s.net, &a.id, id, &r.signature, now_secs())
+        .await?;
+    tracing::info!(account = %a.id, agent = %d.agent_id, host = %d.host, "deployed from the web");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"deployment": d, "apiToken": token})),
+    )
+        .into_response())
+}
+
+async fn list_deployments(
+    State(s): State<Arc<AppState>>,
+    signed: SignedIn,
+) -> ApiResult<Json<Value>> {
+    let SignedIn(_, a) = signed;
+    Ok(Json(json!({"deployments": s.deployments.list(&a.id)})))
+}
+
+async fn deployment_usage(
+    State(s): State<Arc<AppState>>,
+    signed: SignedIn,
+    Path(agent): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let SignedIn(_, a) = signed;
+    let d = s.deployments.get(&a.id, &agent)?;
+    let offer = crate::deployments::parse_id("offerId", &d.offer_id)?;
+    let points: Vec<Value> = s
+        .usage
+        .history(&offer)
+        .into_iter()
+        .map(|p| {
+            json!({
+                "at": p.at,
+                "wallSecs": p.counters.wall_secs,
+                "cpuMs": p.counters.cpu_ms,
+                "tokens": p.counters.tokens,
+                "tasks": p.counters.tasks,
+                "spentCents": p.charged,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "points": points })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandReq {
+    action: String,
+    tail: Option<u32>,
+    content: Option<String>,
+}
+
+async fn prepare_command(
+    State(s): State<Arc<AppState>>,
+    signed: SignedIn,
+    Path(agent): Path<String>,
+    Body(r): Body<CommandReq>,
+) -> ApiResult<Json<Value>> {
+    let SignedIn(_, a) = signed;
+    let d = s.deployments.get(&a.id, &agent)?;
+    let action = crate::deployments::action(&r.action, r.tail, r.content)?;
+    let (id, signing) = s
+        .deployments
+        .prepare_command(&a.id, &d, action, now_secs())?;
+    Ok(Json(
+        json!({"commandId": id.to_string(), "signing": signing}),
+    ))
+}
+
+async fn submit_command(
+    State(s): State<Arc<AppState>>,
+    signed: SignedIn,
+    Path(_agent): Path<String>,
+    Body(r): Body<SubmitReq>,
+) -> ApiResult<Json<Value>> {
+    let SignedIn(_, a) = signed;
+    let id = crate::deployments::parse_id("commandId", r.command_id.as_deref().unwrap_or(""))?;
+    let out = s
+        .deployments
+        .submit_command(&s.net, &a.id, id, &r.signature, now_secs())
+        .await?;
+    Ok(Json(out))
+}
+
+/// Server-Sent Events for the signed-in account: `deployment` when one of
+/// its agents changes, `balance` when its credit or reservations change
+/// (checked every 2 s, so a webhook's credit shows up without a reload).
+async fn events(
+    State(s): State<Arc<AppState>>,
+    signed: SignedIn,
+) -> axum::response::sse::Sse<
+    impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    use axum::response::sse::{Event as Sse, KeepAlive};
+    let SignedIn(_, a) = signed;
+    let rx = s.deployments.subscribe();
+    let tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    let state = (s, a.id, rx, tick, None::<(i64, i64)>);
+    let stream = futures::stream::unfold(
+        state,
+        |(s, account, mut rx, mut tick, last)| async move {
+            loop {
+                tokio::select! {
+                    ev = rx.recv() => match ev {
+                        Ok(e) if e.account == account => {
+                            let ev = Sse::default().event(e.kind).data(e.data.to_string());
+                            return Some((Ok(ev), (s, account, rx, tick, last)));
+                        }
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    },
+                    _ = tick.tick() => {
+                        let balance = s.ledger.balance(&LedgerAccount::Credit(account.clone())).unwrap_or(0);
+                        let reserved: i64 = s
+                            .vouchers
+                            .for_account(&account)
+                            .iter()
+                            .map(|v| s.ledger.balance(&LedgerAccount::Reserved(v.voucher_id.clone())).unwrap_or(0))
+                            .sum();
+                        if last != Some((balance, reserved)) {
+                            let ev = Sse::default()
+                                .event("balance")
+                                .data(json!({"balanceCents": balance, "reservedCents": reserved}).to_string());
+                            return Some((Ok(ev), (s, account, rx, tick, Some((balance, reserved)))));
+                        }
+                    }
+                }
+            }
+        },
+    );
+    axum::response::sse::Sse::new(stream).keep_alive(KeepAlive::default())
 }

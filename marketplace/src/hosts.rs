@@ -1,8 +1,9 @@
 //! The host index: adverts heard over libp2p gossip (and sync on connect),
 //! verified and expired by TTL exactly as a node does it, since it is the
 //! node's own [`AdvertIndex`]. The marketplace joins the network as a peer
-//! through `sparebox_node::network` and answers deploy and control requests
-//! with `not_a_host`.
+//! through `sparebox_node::network`, answers deploy and control requests
+//! with `not_a_host`, and serves components uploaded for web deployments
+//! to the hosts they were offered to.
 //!
 //! [`HostIndex::search`] filters (runtime, minimum CPU and memory, maximum
 //! price, label), sorts and pages without copying the index.
@@ -83,6 +84,8 @@ pub struct Page {
 #[derive(Debug)]
 pub struct HostIndex {
     pub adverts: Arc<AdvertIndex>,
+    /// Components uploaded for web deployments, served to their hosts.
+    uploads: Option<Arc<crate::deployments::Deployments>>,
 }
 
 fn price_of(a: &CapacityAdvert, runtime: Option<RuntimeKind>) -> Option<u64> {
@@ -98,7 +101,14 @@ impl HostIndex {
     pub fn new(max_skew_secs: u64) -> HostIndex {
         HostIndex {
             adverts: Arc::new(AdvertIndex::new(None, max_skew_secs)),
+            uploads: None,
         }
+    }
+
+    /// Also answer artifact requests from `uploads`.
+    pub fn serving(mut self, uploads: Arc<crate::deployments::Deployments>) -> HostIndex {
+        self.uploads = Some(uploads);
+        self
     }
 
     /// Filters, sorts and pages the live hosts.
@@ -226,8 +236,11 @@ impl Inbound for HostIndex {
     async fn control(&self, _from: PublicKey, _req: ControlRequest) -> ControlResponse {
         ControlResponse::Rejected(Rejection::new("not_a_host", "this peer is a marketplace"))
     }
-    async fn artifact(&self, _from: PublicKey, _req: ArtifactRequest) -> ArtifactResponse {
-        ArtifactResponse::NotFound
+    async fn artifact(&self, from: PublicKey, req: ArtifactRequest) -> ArtifactResponse {
+        match &self.uploads {
+            Some(u) => u.artifact(from, &req),
+            None => ArtifactResponse::NotFound,
+        }
     }
 }
 

@@ -22,12 +22,14 @@
 pub mod accounts;
 pub mod api;
 pub mod billing;
+pub mod deployments;
 pub mod hosts;
 pub mod ledger;
 pub mod service;
 pub mod stripe;
 pub mod usage;
 pub mod vouchers;
+pub mod web;
 pub mod webhooks;
 
 pub use sparebox_node::protocol;

@@ -23,6 +23,7 @@ use sparebox_node::protocol::now_secs;
 
 use crate::accounts::{Accounts, SignInLimits};
 use crate::billing::{self, Billing, Payee, Payout, TestLedger};
+use crate::deployments::Deployments;
 use crate::hosts::HostIndex;
 use crate::ledger::Ledger;
 use crate::stripe::{StripeBilling, StripeConfig};
@@ -150,6 +151,10 @@ pub struct AppState {
     pub pending_payouts: sled::Tree,
     pub voucher_requests: sled::Tree,
     pub settle_lock: tokio::sync::Mutex<()>,
+    /// Web deployments, uploads and the relay's pending signatures.
+    pub deployments: Arc<Deployments>,
+    /// The marketplace's libp2p peer (host index, relay).
+    pub net: network::Client,
 }
 
 impl std::fmt::Debug for AppState {
@@ -292,9 +297,10 @@ pub async fn start(cfg: &MarketConfig, stripe: Option<StripeConfig>) -> anyhow::
             per_client: cfg.sign_in_per_client,
         },
     )?;
-    let hosts = Arc::new(HostIndex::new(
-        sparebox_node::protocol::DEFAULT_MAX_SKEW_SECS,
-    ));
+    let deployments = Arc::new(Deployments::open(&db)?);
+    let hosts = Arc::new(
+        HostIndex::new(sparebox_node::protocol::DEFAULT_MAX_SKEW_SECS).serving(deployments.clone()),
+    );
     let net_cfg = NetConfig {
         listen: cfg.p2p_listen.clone(),
         bootstrap: cfg.bootstrap.clone(),
@@ -333,6 +339,8 @@ pub async fn start(cfg: &MarketConfig, stripe: Option<StripeConfig>) -> anyhow::
         billing,
         webhook_secret,
         settle_lock: tokio::sync::Mutex::new(()),
+        deployments,
+        net: net.clone(),
     });
     let app = crate::api::router(state.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -369,6 +377,13 @@ async fn expire_vouchers(state: Arc<AppState>) {
     loop {
         tick.tick().await;
         state.hosts.adverts.purge(now_secs());
+        // Offers prepared in the browser and never signed give their
+        // reservation back.
+        for v in state.deployments.take_abandoned(now_secs()) {
+            if let Err(e) = state.vouchers.release(&v, now_secs()) {
+                tracing::error!("releasing abandoned voucher {v}: {e}");
+            }
+        }
         match state.vouchers.release_expired(now_secs()) {
             Ok(0) => {}
             Ok(n) => tracing::info!(

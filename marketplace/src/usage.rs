@@ -21,7 +21,7 @@
 use serde::{Deserialize, Serialize};
 use sparebox_node::identity::PublicKey;
 use sparebox_node::protocol::{
-    Agreement, Checks, DeploymentOffer, Payment, UsageCounters, UsageReport, Voucher, open,
+    Agreement, Checks, DeploymentOffer, Id, Payment, UsageCounters, UsageReport, Voucher, open,
 };
 
 use crate::ledger::{Ledger, LedgerError, Posted, moves};
@@ -78,6 +78,12 @@ fn storage(e: impl std::fmt::Display) -> UsageError {
 /// The outcome of one report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Charge {
+    /// The agreement the report is for.
+    pub offer_id: Id,
+    /// The report's cumulative counters.
+    pub counters: UsageCounters,
+    /// Everything charged under the agreement so far, in cents.
+    pub total_cents: u64,
     /// Cents moved from the voucher's reservation to the host.
     pub cents: u64,
     /// Whether this report had been charged before (nothing moved now).
@@ -87,10 +93,21 @@ pub struct Charge {
     pub capped: bool,
 }
 
+/// One charged report, for usage and spend charts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Point {
+    pub at: u64,
+    pub counters: UsageCounters,
+    /// Cumulative cents charged after this report.
+    pub charged: u64,
+}
+
 /// Ingests usage reports.
 #[derive(Debug, Clone)]
 pub struct Usage {
     last: sled::Tree,
+    /// offer id ‖ seq (big-endian) → [`Point`] (JSON).
+    history: sled::Tree,
     ledger: Ledger,
     market: PublicKey,
 }
@@ -99,6 +116,7 @@ impl Usage {
     pub fn open(db: &sled::Db, ledger: Ledger, market: PublicKey) -> Result<Usage, UsageError> {
         Ok(Usage {
             last: db.open_tree("usage_last").map_err(storage)?,
+            history: db.open_tree("usage_history").map_err(storage)?,
             ledger,
             market,
         })
@@ -156,6 +174,9 @@ impl Usage {
             let entry = crate::ledger::Cause::UsageReport(r.report_id.to_string());
             if self.ledger.has(&entry)? {
                 return Ok(Charge {
+                    offer_id: r.offer_id,
+                    counters: last.counters,
+                    total_cents: last.charged,
                     cents: 0,
                     duplicate: true,
                     capped: false,
@@ -205,12 +226,37 @@ impl Usage {
         self.last
             .insert(key, serde_json::to_vec(&next).map_err(storage)?)
             .map_err(storage)?;
+        let mut hkey = key.to_vec();
+        hkey.extend_from_slice(&r.seq.to_be_bytes());
+        let point = Point {
+            at: now,
+            counters: *c,
+            charged: next.charged,
+        };
+        self.history
+            .insert(hkey, serde_json::to_vec(&point).map_err(storage)?)
+            .map_err(storage)?;
+        // One flush covers both trees (sled flushes the whole database).
         self.last.flush().map_err(storage)?;
         Ok(Charge {
+            offer_id: r.offer_id,
+            counters: *c,
+            total_cents: next.charged,
             cents: due,
             duplicate: posted == Posted::AlreadyPosted,
             capped,
         })
+    }
+}
+
+impl Usage {
+    /// The charged reports of one agreement, oldest first.
+    pub fn history(&self, offer_id: &Id) -> Vec<Point> {
+        self.history
+            .scan_prefix(offer_id.0)
+            .filter_map(|r| r.ok())
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .collect()
     }
 }
 

@@ -152,23 +152,39 @@ impl Vouchers {
         let mut released = 0;
         for item in self.tree.iter() {
             let (_, v) = item.map_err(storage)?;
-            let mut r: VoucherRecord = serde_json::from_slice(&v).map_err(storage)?;
+            let r: VoucherRecord = serde_json::from_slice(&v).map_err(storage)?;
             if r.released || r.expires_at > now {
                 continue;
             }
-            let left = self.remaining(&r.voucher_id)?;
-            if left > 0 {
-                let posted =
-                    self.ledger
-                        .post(&moves::release(&r.voucher_id, &r.account, left, now))?;
-                if posted == Posted::Applied {
-                    released += 1;
-                }
+            if self.release_record(r, now)? {
+                released += 1;
             }
-            r.released = true;
-            self.save(&r)?;
         }
         Ok(released)
+    }
+
+    /// Returns the unused part of one voucher now, before it expires (an
+    /// offer prepared for it was never signed). Same ledger entry as expiry,
+    /// so it happens once. Returns whether credit moved.
+    pub fn release(&self, id: &str, now: u64) -> Result<bool, VoucherError> {
+        match self.get(id)? {
+            Some(r) if !r.released => self.release_record(r, now),
+            _ => Ok(false),
+        }
+    }
+
+    fn release_record(&self, mut r: VoucherRecord, now: u64) -> Result<bool, VoucherError> {
+        let left = self.remaining(&r.voucher_id)?;
+        let mut moved = false;
+        if left > 0 {
+            let posted = self
+                .ledger
+                .post(&moves::release(&r.voucher_id, &r.account, left, now))?;
+            moved = posted == Posted::Applied;
+        }
+        r.released = true;
+        self.save(&r)?;
+        Ok(moved)
     }
 }
 

@@ -77,6 +77,8 @@ pub struct Parked {
 pub struct Webhooks {
     events: sled::Tree,
     intents: sled::Tree,
+    /// Checkout session id → (account, cents) once its payment is credited.
+    checkouts: sled::Tree,
     refunds: sled::Tree,
     parked: sled::Tree,
     ledger: Ledger,
@@ -84,6 +86,16 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
+    /// The account and amount a Checkout session credited, once its
+    /// `checkout.session.completed` event has been applied.
+    pub fn checkout(&self, session: &str) -> Result<Option<(String, i64)>, HandleError> {
+        self.checkouts
+            .get(session.as_bytes())
+            .map_err(storage)?
+            .map(|v| serde_json::from_slice(&v).map_err(storage))
+            .transpose()
+    }
+
     pub fn open(
         db: &sled::Db,
         ledger: Ledger,
@@ -92,6 +104,7 @@ impl Webhooks {
         Ok(Webhooks {
             events: db.open_tree("stripe_events").map_err(storage)?,
             intents: db.open_tree("payment_intents").map_err(storage)?,
+            checkouts: db.open_tree("checkout_sessions").map_err(storage)?,
             refunds: db.open_tree("charge_refunds").map_err(storage)?,
             parked: db.open_tree("parked_refunds").map_err(storage)?,
             ledger,
@@ -143,6 +156,10 @@ impl Webhooks {
                         self.intents.flush().map_err(storage)?;
                         self.apply_parked(pi, account)?;
                     }
+                    let done = serde_json::to_vec(&(account, cents)).map_err(storage)?;
+                    self.checkouts
+                        .insert(session.as_bytes(), done)
+                        .map_err(storage)?;
                     match posted {
                         Posted::Applied => {
                             Outcome::Applied(format!("credited {cents} cents to {account}"))

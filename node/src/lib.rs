@@ -37,3 +37,4 @@ pub mod network;
 pub mod protocol;
 pub mod spec;
 pub mod store;
+pub mod web;
