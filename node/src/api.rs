@@ -9,7 +9,12 @@
 //! - `GET /api/health` → `{status, uptimeS, version, peerId, tasksCompleted, agents}`.
 //! - `GET /metrics`: Prometheus text format.
 //! - Dashboard API, answered only to loopback callers: `GET /api/node`,
-//!   `/api/peers`, `/api/adverts`, `/api/agents`, `/api/usage`.
+//!   `/api/peers`, `/api/adverts`, `/api/agents`, `/api/usage`,
+//!   `/api/history`, `/api/offers`, `/api/earnings`,
+//!   `/api/agents/{id}/logs?tail=N`, `/api/owner`.
+//! - Owner actions, loopback plus `Authorization: Bearer <owner token>`
+//!   ([`crate::owner`]): `POST /api/owner/agents/{id}/stop`,
+//!   `POST /api/owner/offers {accepting}`, `PUT /api/owner/prices`.
 //!
 //! `app(state)` builds the whole router, so tests can drive it with
 //! `tower::ServiceExt::oneshot` and no socket. Errors are one [`ApiError`]
@@ -119,8 +124,17 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .route("/api/adverts", get(adverts))
         .route("/api/agents", get(agents))
         .route("/api/usage", get(usage))
+        .route("/api/history", get(history))
+        .route("/api/offers", get(offers))
+        .route("/api/earnings", get(earnings))
+        .route("/api/agents/{id}/logs", get(agent_logs))
+        .route("/api/owner", get(owner))
+        .route("/api/owner/agents/{id}/stop", post(owner_stop))
+        .route("/api/owner/offers", post(owner_offers))
+        .route("/api/owner/prices", axum::routing::put(owner_prices))
         .route("/", get(dashboard_index))
         .route("/assets/{*path}", get(dashboard_asset))
+        .merge(crate::web::shared_routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
 }
@@ -237,6 +251,7 @@ async fn node_info(
         },
         "usage": state.agents.usage_totals(),
         "tasksCompleted": state.agents.tasks_completed(),
+        "acceptingOffers": state.agents.owner.accepting(),
     })))
 }
 
@@ -289,36 +304,221 @@ async fn usage(
 }
 
 /// The dashboard's files, from `web/dashboard`, embedded at build time.
-#[derive(rust_embed::Embed)]
+#[derive(Debug, rust_embed::Embed)]
 #[folder = "../web/dashboard"]
 struct DashboardAssets;
 
-fn asset(path: &str) -> Result<Response, ApiError> {
-    let file =
-        DashboardAssets::get(path).ok_or_else(|| ApiError::NotFound(format!("no asset {path}")))?;
-    let mime = match path.rsplit_once('.').map(|(_, ext)| ext) {
-        Some("html") => "text/html; charset=utf-8",
-        Some("js") => "text/javascript; charset=utf-8",
-        Some("css") => "text/css; charset=utf-8",
-        Some("svg") => "image/svg+xml",
-        Some("png") => "image/png",
-        Some("json") => "application/json",
-        _ => "application/octet-stream",
+async fn dashboard_index() -> Response {
+    crate::web::file(DashboardAssets::get("index.html"), "index.html")
+}
+
+async fn dashboard_asset(Path(path): Path<String>) -> Response {
+    crate::web::file(DashboardAssets::get(&path), &path)
+}
+
+async fn history(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    loopback_only(peer)?;
+    Ok(Json(serde_json::json!({
+        "intervalSecs": crate::owner::SAMPLE_SECS,
+        "points": state.agents.owner.history(),
+    })))
+}
+
+async fn offers(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    loopback_only(peer)?;
+    Ok(Json(
+        serde_json::json!({"offers": state.agents.owner.offers()}),
+    ))
+}
+
+async fn earnings(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    loopback_only(peer)?;
+    Ok(Json(state.agents.earnings()))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct TailQuery {
+    tail: Option<usize>,
+}
+
+async fn agent_logs(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<TailQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    loopback_only(peer)?;
+    let lines = state.agents.agent_logs(&id, q.tail.unwrap_or(200))?;
+    Ok(Json(serde_json::json!({ "lines": lines })))
+}
+
+fn owner_json(state: &ApiState) -> serde_json::Value {
+    let p = state.agents.owner.prices();
+    serde_json::json!({
+        "acceptingOffers": state.agents.owner.accepting(),
+        "prices": {
+            "currency": p.currency,
+            "classes": [
+                {"class": "wasi", "runtime": "wasi", "centsPerHour": p.wasi_cents_per_hour},
+                {"class": "openclaw", "runtime": "openclaw", "centsPerHour": p.openclaw_cents_per_hour},
+            ],
+            "centsPer1kTokens": p.cents_per_1k_tokens,
+        },
+    })
+}
+
+async fn owner(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    loopback_only(peer)?;
+    Ok(Json(owner_json(&state)))
+}
+
+/// Owner actions: loopback and the owner token.
+fn owner_only(state: &ApiState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+    loopback_only(peer)?;
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if state.agents.owner.authorized(auth) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized(
+            "owner actions need the owner token `sparebox node` printed at startup".into(),
+        ))
+    }
+}
+
+async fn owner_stop(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    owner_only(&state, peer, &headers)?;
+    use crate::protocol::rpc::ControlResponse;
+    match state
+        .agents
+        .owner_action(&id, crate::protocol::ControlAction::Stop)
+        .await
+    {
+        ControlResponse::Agent(view) => {
+            state.agents.changed.notify_one();
+            Ok(Json(view).into_response())
+        }
+        ControlResponse::Rejected(r) if r.code == "unknown_agent" => {
+            Err(ApiError::NotFound(r.message))
+        }
+        ControlResponse::Rejected(r) => Err(ApiError::Conflict("refused", r.to_string())),
+        _ => Err(ApiError::Internal("unexpected reply to stop".into())),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcceptingReq {
+    accepting: bool,
+}
+
+async fn owner_offers(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Json<AcceptingReq>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    owner_only(&state, peer, &headers)?;
+    let Json(r) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    state
+        .agents
+        .owner
+        .set_accepting(r.accepting)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    // Re-advertise now: paused hosts advertise no free capacity.
+    state.agents.changed.notify_one();
+    tracing::info!(accepting = r.accepting, "owner changed offer intake");
+    Ok(Json(owner_json(&state)))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ClassPriceReq {
+    class: String,
+    cents_per_hour: serde_json::Value,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PricesReq {
+    classes: Vec<ClassPriceReq>,
+    cents_per_1k_tokens: Option<serde_json::Value>,
+}
+
+/// A price as the form sent it: a whole number of cents, 0 to 1,000,000.
+fn cents(v: &serde_json::Value) -> Result<u64, String> {
+    let n = match v {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
     };
-    Ok((
-        [
-            (header::CONTENT_TYPE, mime),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        file.data,
-    )
-        .into_response())
+    n.filter(|c| *c <= 1_000_000)
+        .ok_or_else(|| "enter a whole number of cents from 0 to 1000000".to_string())
 }
 
-async fn dashboard_index() -> Result<Response, ApiError> {
-    asset("index.html")
-}
-
-async fn dashboard_asset(Path(path): Path<String>) -> Result<Response, ApiError> {
-    asset(&path)
+async fn owner_prices(
+    State(state): State<Arc<ApiState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Json<PricesReq>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    owner_only(&state, peer, &headers)?;
+    let Json(r) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let mut prices = state.agents.owner.prices();
+    let mut fields = Vec::new();
+    for (i, c) in r.classes.iter().enumerate() {
+        let field = format!("classes[{i}].centsPerHour");
+        match (c.class.as_str(), cents(&c.cents_per_hour)) {
+            (_, Err(m)) => fields.push(serde_json::json!({"field": field, "message": m})),
+            ("wasi", Ok(v)) => prices.wasi_cents_per_hour = v,
+            ("openclaw", Ok(v)) => prices.openclaw_cents_per_hour = v,
+            (other, Ok(_)) => fields.push(serde_json::json!({
+                "field": format!("classes[{i}].class"),
+                "message": format!("`{other}` is not a price class here (wasi, openclaw)"),
+            })),
+        }
+    }
+    if let Some(v) = &r.cents_per_1k_tokens {
+        match cents(v) {
+            Ok(v) => prices.cents_per_1k_tokens = v,
+            Err(m) => fields.push(serde_json::json!({"field": "centsPer1kTokens", "message": m})),
+        }
+    }
+    if !fields.is_empty() {
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({"error": {
+                "code": "invalid",
+                "message": "some prices are not valid",
+                "fields": fields,
+            }})),
+        )
+            .into_response());
+    }
+    state
+        .agents
+        .owner
+        .set_prices(prices)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    state.agents.changed.notify_one();
+    tracing::info!("owner changed prices");
+    Ok(Json(owner_json(&state)).into_response())
 }

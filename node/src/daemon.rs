@@ -175,6 +175,7 @@ pub struct Node {
     stop_api: Option<oneshot::Sender<()>>,
     api_task: JoinHandle<std::io::Result<()>>,
     tasks: Vec<JoinHandle<()>>,
+    owner_token: String,
 }
 
 /// The LLM provider from config, if one is configured.
@@ -270,6 +271,10 @@ impl Node {
         } else {
             api_url
         };
+        let owner = Arc::new(
+            crate::owner::Owner::open(store.tree("owner")?, &config.capacity.prices)
+                .map_err(|e| NodeError::Config(e.to_string()))?,
+        );
         let agents = Agents::open(
             key.clone(),
             AgentsConfig {
@@ -295,6 +300,7 @@ impl Node {
             wasm,
             process,
             metrics,
+            owner.clone(),
         )?;
         let restored = agents.restore().await;
 
@@ -350,6 +356,7 @@ impl Node {
             own_advert,
         ));
         let background = tokio::spawn(agents.clone().run_background());
+        let sampler = tokio::spawn(sample_history(agents.clone()));
         let reports = tokio::spawn(agents.billing().clone().run_sender(Duration::from_secs(1)));
         tracing::info!(peer_id = %me, data_dir = %data_dir.display(), %api_addr, starts, restored, "node started");
         Ok(Node {
@@ -364,12 +371,17 @@ impl Node {
             restored,
             stop_api: Some(stop_api),
             api_task,
-            tasks: vec![publisher, background, reports, net_task],
+            tasks: vec![publisher, background, reports, net_task, sampler],
+            owner_token: owner.token().to_string(),
         })
     }
 
     pub fn public_key(&self) -> PublicKey {
         self.key.public()
+    }
+    /// The token owner actions on the dashboard need (new each start).
+    pub fn owner_token(&self) -> &str {
+        &self.owner_token
     }
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
@@ -459,11 +471,22 @@ async fn publish_adverts(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         seq = millis.max(seq + 1);
+        // The owner's prices; paused, the host advertises no free capacity.
+        let mut cfg = cfg.clone();
+        cfg.capacity.prices = agents.owner.prices();
+        let reserved = if agents.owner.accepting() {
+            agents.reserved()
+        } else {
+            adverts::Reserved {
+                resources: caps.resources,
+                agents: caps.agents,
+            }
+        };
         match adverts::sign_advert(
             &key,
             &cfg,
             &caps,
-            &agents.reserved(),
+            &reserved,
             &runtimes,
             addrs,
             seq,
@@ -489,6 +512,42 @@ async fn publish_adverts(
             _ = tokio::time::sleep(wait) => {}
             _ = agents.changed.notified() => {}
         }
+    }
+}
+
+/// Samples the machine's and the agents' CPU and memory for the
+/// dashboard's charts, every [`crate::owner::SAMPLE_SECS`].
+async fn sample_history(agents: Arc<Agents>) {
+    use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
+    let mut sys = match System::new_with_specifics(
+        RefreshKind::nothing()
+            .with_cpu(CpuRefreshKind::nothing().with_usage())
+            .with_memory(MemoryRefreshKind::nothing().with_ram()),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("no CPU and memory history for the dashboard: {e}");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(crate::owner::SAMPLE_SECS));
+    loop {
+        tick.tick().await;
+        sys.refresh_cpu_usage();
+        sys.refresh_memory();
+        let list = agents.list();
+        let reserved = agents.reserved();
+        agents.owner.sample(crate::owner::Sample {
+            t: now_secs(),
+            cpu_percent: sys.global_cpu_usage(),
+            memory_used_mib: sys.used_memory() >> 20,
+            memory_total_mib: sys.total_memory() >> 20,
+            agents_cpu_percent: list.iter().filter_map(|a| a.cpu_percent).sum(),
+            agents_rss_mib: list.iter().filter_map(|a| a.rss_bytes).sum::<u64>() >> 20,
+            reserved_cpu_millis: reserved.resources.cpu_millis,
+            reserved_memory_mib: reserved.resources.memory_mib,
+            agents: u32::try_from(list.len()).unwrap_or(u32::MAX),
+        });
     }
 }
 

@@ -34,6 +34,7 @@ pub mod identity;
 pub mod metering;
 pub mod metrics;
 pub mod network;
+pub mod owner;
 pub mod protocol;
 pub mod spec;
 pub mod store;

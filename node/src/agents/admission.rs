@@ -38,6 +38,17 @@ impl Policy {
     /// Verifies the offer bytes and the spec document against each other
     /// and against the host's policy.
     pub fn check(&self, offer: &[u8], spec: &str, now: u64) -> Result<Admitted, Rejection> {
+        self.check_at(offer, spec, now, &self.prices)
+    }
+
+    /// [`Policy::check`] at `prices` (the owner's current asking prices).
+    pub fn check_at(
+        &self,
+        offer: &[u8],
+        spec: &str,
+        now: u64,
+        prices: &PricesConfig,
+    ) -> Result<Admitted, Rejection> {
         let checks = Checks::at(now)
             .with_max_skew(self.max_skew_secs)
             .with_audience(self.me);
@@ -59,17 +70,16 @@ impl Policy {
             ));
         }
         let ask = match o.runtime {
-            RuntimeKind::Wasi => self.prices.wasi_cents_per_hour,
-            RuntimeKind::Openclaw => self.prices.openclaw_cents_per_hour,
+            RuntimeKind::Wasi => prices.wasi_cents_per_hour,
+            RuntimeKind::Openclaw => prices.openclaw_cents_per_hour,
         };
-        if o.price.cents_per_hour < ask
-            || o.price.cents_per_1k_tokens < self.prices.cents_per_1k_tokens
+        if o.price.cents_per_hour < ask || o.price.cents_per_1k_tokens < prices.cents_per_1k_tokens
         {
             return Err(Rejection::new(
                 "price_too_low",
                 format!(
                     "this host asks {ask} ¢/hour and {} ¢/1k tokens",
-                    self.prices.cents_per_1k_tokens
+                    prices.cents_per_1k_tokens
                 ),
             ));
         }

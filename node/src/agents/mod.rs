@@ -41,6 +41,7 @@ use crate::identity::{Keypair, PublicKey};
 use crate::metering::Meter;
 use crate::metrics::{Metrics, StateLabels};
 use crate::network::Client;
+use crate::owner::Owner;
 use crate::protocol::rpc::{
     ARTIFACT_CHUNK, AgentView, ArtifactRequest, ArtifactResponse, ControlRequest, ControlResponse,
     DeployRequest, DeployResponse, Rejection, TaskView,
@@ -181,6 +182,8 @@ pub struct Agents {
     pub changed: Notify,
     pub metrics: Arc<Metrics>,
     tasks_done: std::sync::atomic::AtomicU64,
+    /// The owner's controls (pause, prices) and the offer log.
+    pub owner: Arc<Owner>,
 }
 
 impl std::fmt::Debug for Agents {
@@ -225,6 +228,7 @@ impl Agents {
         wasm: Arc<WasmRuntime>,
         process: Option<Arc<ProcessRuntime>>,
         metrics: Arc<Metrics>,
+        owner: Arc<Owner>,
     ) -> Result<Arc<Agents>, StoreError> {
         let trees = Trees {
             agents: store.tree("agents")?,
@@ -253,7 +257,39 @@ impl Agents {
             changed: Notify::new(),
             metrics,
             tasks_done: std::sync::atomic::AtomicU64::new(0),
+            owner,
         }))
+    }
+
+    /// What each paid agreement has earned so far, by its last signed
+    /// usage report, and how many reports wait or were refused.
+    pub fn earnings(&self) -> serde_json::Value {
+        let records = self.records.read().unwrap_or_else(|p| p.into_inner());
+        let mut total = 0u64;
+        let mut rows = Vec::new();
+        for r in records.values() {
+            let Some(paid) = &r.paid else { continue };
+            let rep = self.billing.reported(&r.offer_id);
+            let charged = paid.price.charge_for(&rep.counters);
+            total += charged;
+            rows.push(serde_json::json!({
+                "offerId": r.offer_id.to_string(),
+                "agentId": r.agent_id,
+                "market": paid.market_url,
+                "chargedCents": charged,
+                "centsPerHour": paid.price.cents_per_hour,
+                "maxTotalCents": paid.cap_cents,
+                "seq": rep.seq,
+                "lastReportAt": rep.at,
+            }));
+        }
+        serde_json::json!({
+            "currency": "usd",
+            "earnedCents": total,
+            "agreements": rows,
+            "pendingReports": self.billing.pending(),
+            "rejectedReports": self.billing.rejected(),
+        })
     }
 
     /// Connects the network client (used to fetch artifacts).
@@ -424,7 +460,16 @@ impl Agents {
     /// artifact fetch, then the runtime, then the signed agreement.
     pub async fn offer(&self, from: PublicKey, req: DeployRequest) -> DeployResponse {
         let started = Instant::now();
-        let r = self.offer_inner(from, req).await;
+        let r = if self.owner.accepting() {
+            self.offer_inner(from, req.clone()).await
+        } else {
+            DeployResponse::Rejected(Rejection::new(
+                "offers_paused",
+                "this host is not taking new offers right now",
+            ))
+        };
+        self.owner
+            .record_offer(crate::owner::OfferRecord::new(&req, &r, now_secs()));
         match &r {
             DeployResponse::Accepted { agent_id, .. } => {
                 self.metrics.offer("accepted", "none");
@@ -441,7 +486,12 @@ impl Agents {
 
     async fn offer_inner(&self, from: PublicKey, req: DeployRequest) -> DeployResponse {
         let now = now_secs();
-        let admitted = match self.cfg.policy.check(&req.offer, &req.spec, now) {
+        let prices = self.owner.prices();
+        let admitted = match self
+            .cfg
+            .policy
+            .check_at(&req.offer, &req.spec, now, &prices)
+        {
             Ok(a) => a,
             Err(r) => return DeployResponse::Rejected(r),
         };
@@ -790,6 +840,35 @@ impl Agents {
             Ok(r) => r,
             Err(r) => ControlResponse::Rejected(r),
         }
+    }
+
+    /// An action by the host's owner (the dashboard, authorized by the
+    /// owner token): the same effect as the deployer's command.
+    pub async fn owner_action(
+        self: &Arc<Self>,
+        agent_id: &str,
+        action: ControlAction,
+    ) -> ControlResponse {
+        let Some(rec) = self.record(agent_id) else {
+            return ControlResponse::Rejected(reject(
+                "unknown_agent",
+                format!("no agent `{agent_id}` on this host"),
+            ));
+        };
+        tracing::info!(agent = %rec.agent_id, action = action.name(), "owner action");
+        match self.apply(&rec, action).await {
+            Ok(r) => r,
+            Err(r) => ControlResponse::Rejected(r),
+        }
+    }
+
+    /// The last `n` log lines of an agent, for the dashboard.
+    pub fn agent_logs(&self, agent_id: &str, n: usize) -> Result<Vec<String>, AgentError> {
+        let rec = self
+            .record(agent_id)
+            .ok_or_else(|| AgentError::UnknownAgent(agent_id.to_string()))?;
+        self.logs(&rec, n.min(10_000))
+            .map_err(|e| AgentError::BadRequest(e.to_string()))
     }
 
     async fn apply(

@@ -78,6 +78,17 @@ pub fn run(args: NodeArgs, log_format: Option<LogFormat>) -> anyhow::Result<Exit
         let _ = writeln!(out, "  peer id:  {}", node.public_key());
         let _ = writeln!(out, "  data dir: {}", node.data_dir().display());
         let _ = writeln!(out, "  api:      http://{}", node.api_addr());
+        let _ = writeln!(
+            out,
+            "  dashboard: http://{}/#token={}",
+            node.api_addr(),
+            node.owner_token()
+        );
+        let _ = writeln!(
+            out,
+            "  owner token: {} (for owner actions on the dashboard; new each start)",
+            node.owner_token()
+        );
         for a in node.listen_addrs() {
             let _ = writeln!(out, "  listen:   {a}");
         }
