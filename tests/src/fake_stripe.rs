@@ -56,6 +56,12 @@ pub struct FakeState {
     pub violations: Vec<String>,
     pub requests: Vec<String>,
     next: u64,
+    /// This fake's own URL (hosted pages link back to it).
+    base_url: String,
+    /// Where the hosted pages deliver their webhooks (a marketplace URL).
+    webhook_target: Option<String>,
+    /// Connect account → the onboarding link's return URL.
+    returns: HashMap<String, String>,
 }
 
 /// A running fake Stripe.
@@ -230,7 +236,7 @@ async fn checkout(
         "payment_status": "unpaid", "shipping_options": [], "status": "open",
         "amount_total": amount, "currency": "usd",
         "client_reference_id": session.account,
-        "url": format!("https://checkout.stripe.test/c/pay/{id}"),
+        "url": format!("{}/c/pay/{id}", lock(&s).base_url),
     });
     lock(&s).sessions.insert(id, session);
     remember(&s, &headers, path, &form, &resp);
@@ -299,7 +305,9 @@ async fn account_links(
             .push(format!("{path}: unknown account {account}"));
         return stripe_error(StatusCode::BAD_REQUEST, "No such account");
     }
-    let url = format!("https://connect.stripe.test/setup/e/{account}");
+    let url = format!("{}/setup/e/{account}", lock(&s).base_url);
+    let back = field(&form, "return_url").unwrap_or_default().to_string();
+    lock(&s).returns.insert(account.clone(), back);
     lock(&s).links.push(url.clone());
     Json(json!({"object": "account_link", "created": now(), "expires_at": now() + 300, "url": url}))
         .into_response()
@@ -380,11 +388,17 @@ impl FakeStripe {
             .route("/v1/account_links", post(account_links))
             .route("/v1/transfers", post(transfers))
             .route("/v1/{*rest}", axum::routing::any(unknown))
+            .route("/c/pay/{id}", axum::routing::get(pay_page).post(pay))
+            .route(
+                "/setup/e/{account}",
+                axum::routing::get(onboarding_page).post(onboard),
+            )
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("fake Stripe");
         let addr = listener.local_addr().expect("fake Stripe");
+        lock(&state).base_url = format!("http://{addr}");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -392,6 +406,12 @@ impl FakeStripe {
             url: format!("http://{addr}"),
             state,
         }
+    }
+
+    /// Makes the hosted pages (Checkout, Connect onboarding) deliver their
+    /// signed webhooks to the marketplace at `market`, as Stripe would.
+    pub fn send_webhooks_to(&self, market: &str) {
+        lock(&self.state).webhook_target = Some(market.to_string());
     }
 
     pub fn violations(&self) -> Vec<String> {
@@ -507,4 +527,106 @@ pub async fn deliver(market: &str, event: &Value, signature: Option<String>) -> 
         .expect("webhook delivery");
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or_default())
+}
+
+/// A hosted page of the fake: one heading, one sentence, one button.
+fn hosted(title: &str, text: &str, button: &str) -> Response {
+    let esc = |t: &str| {
+        t.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    axum::response::Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{t} (fake Stripe)</title></head><body style=\"font-family:sans-serif;max-width:30rem;margin:3rem auto\">\
+         <h1>{t}</h1><p>{x}</p><p><small>This is the test suite's fake of Stripe.</small></p>\
+         <form method=\"post\"><button id=\"stripe-submit\" type=\"submit\">{b}</button></form></body></html>",
+        t = esc(title),
+        x = esc(text),
+        b = esc(button)
+    ))
+    .into_response()
+}
+
+async fn pay_page(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    let Some(session) = lock(&s).sessions.get(&id).cloned() else {
+        return (StatusCode::NOT_FOUND, "no such checkout session").into_response();
+    };
+    hosted(
+        "Pay Sparebox",
+        &format!(
+            "Credit for your Sparebox account: ${}.{:02}",
+            session.amount / 100,
+            session.amount % 100
+        ),
+        "Pay",
+    )
+}
+
+/// Delivers `event` to the webhook target, signed, and returns whether the
+/// marketplace took it.
+async fn deliver_hosted(s: &Shared, event: &Value) -> bool {
+    let target = lock(s).webhook_target.clone();
+    match target {
+        Some(t) => {
+            let (status, _) = deliver(&t, event, None).await;
+            status == 200
+        }
+        None => {
+            lock(s)
+                .violations
+                .push("a hosted page was used with no webhook target".into());
+            false
+        }
+    }
+}
+
+/// "Pays": Stripe sends `checkout.session.completed`, then redirects the
+/// browser to the success URL with the session id filled in.
+async fn pay(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    let Some(session) = lock(&s).sessions.get(&id).cloned() else {
+        return (StatusCode::NOT_FOUND, "no such checkout session").into_response();
+    };
+    let fake = FakeStripe {
+        url: lock(&s).base_url.clone(),
+        state: s.clone(),
+    };
+    let event_id = next_id(&s, "evt");
+    let ev = fake.checkout_completed(&event_id, &id);
+    if !deliver_hosted(&s, &ev).await {
+        return (StatusCode::BAD_GATEWAY, "the marketplace refused the webhook").into_response();
+    }
+    let to = session.success_url.replace("{CHECKOUT_SESSION_ID}", &id);
+    axum::response::Redirect::to(&to).into_response()
+}
+
+async fn onboarding_page(State(s): State<Shared>, Path(account): Path<String>) -> Response {
+    if !lock(&s).accounts.contains_key(&account) {
+        return (StatusCode::NOT_FOUND, "no such account").into_response();
+    }
+    hosted(
+        "Set up payouts",
+        "Stripe would collect your identity and bank details here.",
+        "Finish onboarding",
+    )
+}
+
+/// Finishes onboarding: `account.updated` with payouts enabled, then back
+/// to the return URL.
+async fn onboard(State(s): State<Shared>, Path(account): Path<String>) -> Response {
+    let back = lock(&s).returns.get(&account).cloned();
+    let Some(back) = back else {
+        return (StatusCode::NOT_FOUND, "no onboarding link for this account").into_response();
+    };
+    let fake = FakeStripe {
+        url: lock(&s).base_url.clone(),
+        state: s.clone(),
+    };
+    let event_id = next_id(&s, "evt");
+    let ev = fake.account_updated(&event_id, &account, true, now());
+    if !deliver_hosted(&s, &ev).await {
+        return (StatusCode::BAD_GATEWAY, "the marketplace refused the webhook").into_response();
+    }
+    axum::response::Redirect::to(&back).into_response()
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+pub mod browser;
 pub mod fake_llm;
 pub mod fake_stripe;
 pub mod market;
