@@ -1264,7 +1264,7 @@ async fn submit_deployment(
     tracing::info!(account = %a.id, agent = %d.agent_id, host = %d.host, "deployed from the web");
     Ok((
         StatusCode::CREATED,
-        Json(json!({"deployment": d, "apiToken": token})),
+        Json(json!({"deployment": d.view(), "apiToken": token})),
     )
         .into_response())
 }
@@ -1274,7 +1274,8 @@ async fn list_deployments(
     signed: SignedIn,
 ) -> ApiResult<Json<Value>> {
     let SignedIn(_, a) = signed;
-    Ok(Json(json!({"deployments": s.deployments.list(&a.id)})))
+    let list: Vec<Value> = s.deployments.list(&a.id).iter().map(|d| d.view()).collect();
+    Ok(Json(json!({ "deployments": list })))
 }
 
 async fn deployment_usage(

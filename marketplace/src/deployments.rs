@@ -141,7 +141,7 @@ impl From<UsageCounters> for UsageView {
 pub struct Deployment {
     pub agent_id: String,
     pub offer_id: String,
-    #[serde(skip_serializing)]
+    /// The marketplace account (not shown to pages; see [`Deployment::view`]).
     pub account: String,
     pub name: String,
     pub runtime: RuntimeKind,
@@ -160,8 +160,19 @@ pub struct Deployment {
     pub cents_per_hour: u64,
     pub voucher_id: String,
     /// The address the host was reached at (for commands).
-    #[serde(skip_serializing)]
     pub host_addr: Option<String>,
+}
+
+impl Deployment {
+    /// The deployment as the web pages see it (no account id or address).
+    pub fn view(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Some(o) = v.as_object_mut() {
+            o.remove("account");
+            o.remove("hostAddr");
+        }
+        v
+    }
 }
 
 /// A change an account's open pages hear about.
@@ -632,7 +643,7 @@ impl Deployments {
         let _ = self.events.send(Event {
             account: d.account.clone(),
             kind: "deployment",
-            data: serde_json::to_value(d).unwrap_or(Value::Null),
+            data: d.view(),
         });
         Ok(())
     }
@@ -801,7 +812,7 @@ impl Deployments {
         Ok(match reply {
             ControlResponse::Agent(view) => {
                 self.apply_view(&mut d, &view, now)?;
-                json!({"result": "agent", "agent": view, "deployment": d})
+                json!({"result": "agent", "agent": view, "deployment": d.view()})
             }
             ControlResponse::Logs { lines } => json!({"result": "logs", "lines": lines}),
             ControlResponse::Reply(task) => json!({"result": "reply", "task": task}),
@@ -935,6 +946,57 @@ mod tests {
         let e =
             seal_detached::<ControlCommand>(payload, key.public(), "AAAA", &checks).unwrap_err();
         assert_eq!(e.code, "bad_signature");
+    }
+
+    #[test]
+    fn deployments_round_trip_through_storage_and_hide_the_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let store = Deployments::open(&db).unwrap();
+        let mut rx = store.subscribe();
+        let d = Deployment {
+            agent_id: "echo-1".into(),
+            offer_id: "00".repeat(16),
+            account: "acct_1".into(),
+            name: "echo".into(),
+            runtime: RuntimeKind::Wasi,
+            host: "h".into(),
+            deployer: "d".into(),
+            state: "running".into(),
+            reason: None,
+            created_at: 1,
+            updated_at: 1,
+            usage: UsageView::default(),
+            spent_cents: 0,
+            max_total_cents: 200,
+            cents_per_hour: 3600,
+            voucher_id: "v".into(),
+            host_addr: Some("/ip4/127.0.0.1/tcp/1".into()),
+        };
+        store.save(&d).unwrap();
+        assert_eq!(store.list("acct_1"), vec![d.clone()]);
+        assert!(store.list("acct_2").is_empty());
+        assert_eq!(store.get("acct_1", "echo-1").unwrap(), d);
+        assert_eq!(
+            store.get("acct_2", "echo-1").unwrap_err().code,
+            "unknown_agent"
+        );
+        let ev = rx.try_recv().unwrap();
+        assert_eq!(ev.account, "acct_1");
+        assert!(ev.data.get("account").is_none() && ev.data.get("hostAddr").is_none());
+        assert_eq!(ev.data["agentId"], "echo-1");
+        let counters = UsageCounters {
+            wall_secs: 5,
+            tasks: 2,
+            ..Default::default()
+        };
+        store.usage_reported(&Id([0; 16]), counters, 5, 9).unwrap();
+        let after = store.get("acct_1", "echo-1").unwrap();
+        assert_eq!(
+            (after.spent_cents, after.usage.tasks, after.updated_at),
+            (5, 2, 9)
+        );
+        assert_eq!(store.running(), 1);
     }
 
     #[test]

@@ -595,7 +595,11 @@ async fn pay(State(s): State<Shared>, Path(id): Path<String>) -> Response {
     let event_id = next_id(&s, "evt");
     let ev = fake.checkout_completed(&event_id, &id);
     if !deliver_hosted(&s, &ev).await {
-        return (StatusCode::BAD_GATEWAY, "the marketplace refused the webhook").into_response();
+        return (
+            StatusCode::BAD_GATEWAY,
+            "the marketplace refused the webhook",
+        )
+            .into_response();
     }
     let to = session.success_url.replace("{CHECKOUT_SESSION_ID}", &id);
     axum::response::Redirect::to(&to).into_response()
@@ -626,7 +630,11 @@ async fn onboard(State(s): State<Shared>, Path(account): Path<String>) -> Respon
     let event_id = next_id(&s, "evt");
     let ev = fake.account_updated(&event_id, &account, true, now());
     if !deliver_hosted(&s, &ev).await {
-        return (StatusCode::BAD_GATEWAY, "the marketplace refused the webhook").into_response();
+        return (
+            StatusCode::BAD_GATEWAY,
+            "the marketplace refused the webhook",
+        )
+            .into_response();
     }
     axum::response::Redirect::to(&back).into_response()
 }
