@@ -189,7 +189,7 @@ pub struct Event {
 enum Pending {
     Offer {
         account: String,
-        offer: DeploymentOffer,
+        offer: Box<DeploymentOffer>,
         payload: Vec<u8>,
         spec: String,
         name: String,
@@ -521,7 +521,7 @@ impl Deployments {
             id,
             Pending::Offer {
                 account: account.to_string(),
-                offer,
+                offer: Box::new(offer),
                 payload,
                 spec: resolved.document,
                 name: spec.name.clone(),
@@ -666,7 +666,7 @@ impl Deployments {
             .filter_map(|r| r.ok())
             .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
             .collect();
-        v.sort_by(|a: &Deployment, b| b.created_at.cmp(&a.created_at));
+        v.sort_by_key(|d| std::cmp::Reverse(d.created_at));
         v
     }
 

@@ -491,7 +491,16 @@ mod tests {
             l.post(&payment("evt_1", "dep", 1000, 1)).unwrap();
             db.flush().unwrap();
         }
-        let db = sled::open(dir.path()).unwrap();
+        // sled's flusher thread can hold the file lock for a moment after
+        // the handle is dropped.
+        let db = (0..50)
+            .find_map(|_| {
+                sled::open(dir.path()).ok().or_else(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    None
+                })
+            })
+            .expect("reopen");
         let l = Ledger::open(&db).unwrap();
         assert_eq!(
             l.post(&payment("evt_1", "dep", 1000, 2)).unwrap(),

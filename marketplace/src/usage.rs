@@ -368,13 +368,10 @@ mod tests {
             .ingest(&report(&w, &w.host, 1, 3600, 10_000), &w.agreement, now)
             .unwrap();
         assert_eq!(
-            c,
-            Charge {
-                cents: 620,
-                duplicate: false,
-                capped: false,
-            }
+            (c.cents, c.duplicate, c.capped, c.total_cents, c.offer_id),
+            (620, false, false, 620, w.offer_id)
         );
+        assert_eq!(c.counters.wall_secs, 3600);
         // 2 h + 10k tokens total: 600 more.
         let c = w
             .usage
@@ -407,6 +404,11 @@ mod tests {
             1_000
         );
         w.ledger.check().unwrap();
+        // Every charged report is kept for the charts, cumulative.
+        let h = w.usage.history(&w.offer_id);
+        assert!(h.len() >= 2, "{h:?}");
+        assert_eq!((h[0].charged, h[1].charged), (620, 1220));
+        assert!(h.windows(2).all(|p| p[0].charged <= p[1].charged));
     }
 
     #[test]
