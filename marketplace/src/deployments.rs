@@ -589,13 +589,7 @@ impl Deployments {
         let reply = net
             .deploy(offer.host, host_addr.clone(), req)
             .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "host_unreachable",
-                    format!("could not reach the host: {e}"),
-                )
-            })?;
+            .map_err(unreachable)?;
         match reply {
             DeployResponse::Accepted {
                 agent_id, token, ..
@@ -802,13 +796,7 @@ impl Deployments {
                 },
             )
             .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "host_unreachable",
-                    format!("could not reach the host: {e}"),
-                )
-            })?;
+            .map_err(unreachable)?;
         Ok(match reply {
             ControlResponse::Agent(view) => {
                 self.apply_view(&mut d, &view, now)?;
@@ -833,6 +821,15 @@ impl Deployments {
         d.updated_at = now;
         self.save(d)
     }
+}
+
+/// The relay could not deliver to the host.
+fn unreachable(e: sparebox_node::network::NetError) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "host_unreachable",
+        format!("could not reach the host: {e}"),
+    )
 }
 
 fn unknown_pending(what: &str) -> ApiError {

@@ -111,10 +111,16 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no element {css}: {e}"))
     }
 
+    /// Clicks `css` after scrolling it to the middle of the window (so a
+    /// sticky header cannot cover it).
     pub async fn click(&self, css: &str) {
-        self.find(css)
-            .await
-            .click()
+        let el = self.find(css).await;
+        let arg = serde_json::to_value(&el).expect("element reference");
+        let _ = self
+            .client
+            .execute("arguments[0].scrollIntoView({block: 'center'});", vec![arg])
+            .await;
+        el.click()
             .await
             .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
@@ -178,6 +184,16 @@ impl Browser {
         let path = self.shots.join(format!("{name}.png"));
         std::fs::write(&path, png).expect("write screenshot");
         path
+    }
+
+    /// Scrolls the element matching `css` to the top of the window.
+    pub async fn scroll_to(&self, css: &str) {
+        let el = self.find(css).await;
+        let arg = serde_json::to_value(&el).expect("element reference");
+        self.client
+            .execute("arguments[0].scrollIntoView({block: 'start'});", vec![arg])
+            .await
+            .expect("scroll");
     }
 
     /// Resizes the window (for phone-sized screenshots).

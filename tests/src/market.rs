@@ -36,6 +36,20 @@ pub async fn start_market(cfg: &MarketConfig, stripe: Option<&FakeStripe>) -> Ma
     service::start(cfg, s).await.expect("marketplace starts")
 }
 
+/// A host that trusts `market`, asks `cents_per_hour` for WASI agents,
+/// reports usage every second, and joins through the marketplace's libp2p
+/// peer.
+pub async fn paid_host(market: &Market, cents_per_hour: u64) -> crate::TestNode {
+    crate::spawn_node_with(|c| {
+        c.market.trusted_keys = vec![market.market.to_string()];
+        c.market.report_interval_secs = 1;
+        c.capacity.prices.wasi_cents_per_hour = cents_per_hour;
+        c.network.bootstrap = market.p2p_addrs.clone();
+    })
+    .await
+    .expect("host node starts")
+}
+
 /// A signed-in user of a marketplace.
 #[derive(Debug)]
 pub struct User {

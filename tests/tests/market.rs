@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sparebox_market::service::BillingMode;
 use sparebox_tests::fake_stripe::{self, FakeStripe, WEBHOOK_SECRET};
-use sparebox_tests::market::{User, market_config, start_market};
+use sparebox_tests::market::{User, market_config, paid_host, start_market};
 use sparebox_tests::{Deployer, eventually, repo_root, spawn_node_with, within};
 
 fn now() -> i64 {
@@ -51,14 +51,7 @@ async fn full_money_flow_card_to_voucher_to_usage_to_payout() {
 
         // A host that trusts this marketplace, asks 3600 ¢/h (1 ¢/s) and
         // reports every second, joined to the marketplace's libp2p peer.
-        let host = spawn_node_with(|c| {
-            c.market.trusted_keys = vec![market.market.to_string()];
-            c.market.report_interval_secs = 1;
-            c.capacity.prices.wasi_cents_per_hour = 3600;
-            c.network.bootstrap = market.p2p_addrs.clone();
-        })
-        .await
-        .unwrap();
+        let host = paid_host(&market, 3600).await;
         let host_id = host.node.public_key().to_string();
 
         // The marketplace indexes the host from the network.

@@ -20,8 +20,8 @@ use serde_json::Value;
 use sparebox_market::service::BillingMode;
 use sparebox_tests::browser::Browser;
 use sparebox_tests::fake_stripe::FakeStripe;
-use sparebox_tests::market::{market_config, start_market};
-use sparebox_tests::{Deployer, eventually, repo_root, spawn_node_with, within};
+use sparebox_tests::market::{market_config, paid_host, start_market};
+use sparebox_tests::{Deployer, eventually, repo_root, within};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -40,14 +40,7 @@ async fn deployer_and_host_journeys_in_chromium() {
         stripe.send_webhooks_to(&murl);
 
         // A host that trusts the marketplace and asks 3600 ¢/h (1 ¢/s).
-        let host = spawn_node_with(|c| {
-            c.market.trusted_keys = vec![market.market.to_string()];
-            c.market.report_interval_secs = 1;
-            c.capacity.prices.wasi_cents_per_hour = 3600;
-            c.network.bootstrap = market.p2p_addrs.clone();
-        })
-        .await
-        .unwrap();
+        let host = paid_host(&market, 3600).await;
         let host_id = host.node.public_key().to_string();
         let node_url = host.api_url();
         eventually(Duration::from_secs(20), "host indexed", || {
@@ -63,7 +56,9 @@ async fn deployer_and_host_journeys_in_chromium() {
 
         // Public pages.
         b.goto(&format!("{murl}/")).await;
-        b.wait_text("main", "1", WAIT).await;
+        // Live counts: one host, with its free CPU.
+        b.wait_text("#stat-hosts", "1", WAIT).await;
+        assert_ne!(b.text("#stat-cpu").await.trim(), "0");
         b.screenshot("01-landing").await;
         b.goto(&format!("{murl}/hosts")).await;
         b.wait_text("main", &host_id[..10], WAIT).await;
@@ -191,6 +186,7 @@ async fn deployer_and_host_journeys_in_chromium() {
         )
         .await;
         b.wait_text("#offers", "accepted", WAIT).await;
+        b.scroll_to("#agents").await;
         b.screenshot("10-dashboard-running").await;
         // Owner action with the token: pause offers, then resume.
         b.click("#pause-toggle").await;
@@ -212,6 +208,7 @@ async fn deployer_and_host_journeys_in_chromium() {
             WAIT,
         )
         .await;
+        b.scroll_to("#agents").await;
         b.screenshot("12-dashboard-stopped").await;
 
         // 4. A host links its node and gets paid.
