@@ -432,3 +432,132 @@ async fn gossip_abuse_is_not_forwarded_and_costs_the_sender() {
     })
     .await;
 }
+
+/// The owner's dashboard actions on a real node: the token is required,
+/// pause refuses offers (and the offer log says why), prices are validated
+/// and feed admission, and stop works on a running agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_actions_need_the_token_and_take_effect() {
+    within(Duration::from_secs(60), async {
+        let rig = Rig::new().await;
+        let (spec, component) = echo_spec(64);
+        rig.serve(component);
+        let first = offer(&rig.deployer, rig.me(), &spec);
+        let bytes = Envelope::seal(&first, &rig.deployer).unwrap().to_bytes();
+        let agent = code(rig.send(bytes, &spec).await);
+        let agent = agent.strip_prefix("accepted ").expect(&agent).to_string();
+
+        let api = rig.host.api_url();
+        let token = rig.host.node.owner_token().to_string();
+        let http = reqwest::Client::new();
+        let post = |path: &str, body: serde_json::Value, auth: Option<&str>| {
+            let mut r = http.post(format!("{api}{path}")).json(&body);
+            if let Some(t) = auth {
+                r = r.bearer_auth(t);
+            }
+            r.send()
+        };
+        // No token, or a wrong one: 401, nothing changes.
+        for auth in [None, Some("not-the-token")] {
+            let r = post(
+                "/api/owner/offers",
+                serde_json::json!({"accepting": false}),
+                auth,
+            )
+            .await
+            .unwrap();
+            assert_eq!(r.status().as_u16(), 401);
+        }
+        assert!(rig.host.node.agents().owner.accepting());
+
+        // Paused: offers are refused with `offers_paused`, and logged.
+        let r = post(
+            "/api/owner/offers",
+            serde_json::json!({"accepting": false}),
+            Some(&token),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let second = offer(&rig.deployer, rig.me(), &spec);
+        let bytes = Envelope::seal(&second, &rig.deployer).unwrap().to_bytes();
+        assert_eq!(code(rig.send(bytes.clone(), &spec).await), "offers_paused");
+        let log: serde_json::Value = http
+            .get(format!("{api}/api/offers"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(log["offers"][0]["outcome"], "rejected", "{log}");
+        assert_eq!(log["offers"][0]["code"], "offers_paused");
+        assert_eq!(log["offers"][0]["offerId"], second.offer_id.to_string());
+        assert_eq!(log["offers"][1]["outcome"], "accepted");
+        assert_eq!(log["offers"][1]["agentId"], agent.as_str());
+        post(
+            "/api/owner/offers",
+            serde_json::json!({"accepting": true}),
+            Some(&token),
+        )
+        .await
+        .unwrap();
+
+        // Prices: a bad value names its field; a good one feeds admission.
+        let r = http
+            .put(format!("{api}/api/owner/prices"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"classes": [{"class": "wasi", "centsPerHour": "ten"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        let e: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(
+            e["error"]["fields"][0]["field"], "classes[0].centsPerHour",
+            "{e}"
+        );
+        let r = http
+            .put(format!("{api}/api/owner/prices"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"classes": [{"class": "wasi", "centsPerHour": 50}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let owner: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(owner["prices"]["classes"][0]["centsPerHour"], 50, "{owner}");
+        let third = offer(&rig.deployer, rig.me(), &spec);
+        let bytes = Envelope::seal(&third, &rig.deployer).unwrap().to_bytes();
+        assert_eq!(code(rig.send(bytes, &spec).await), "price_too_low");
+
+        // Stop, and the dashboard's logs, history and earnings answer.
+        let r = post(
+            &format!("/api/owner/agents/{agent}/stop"),
+            serde_json::json!({}),
+            Some(&token),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let view: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(view["state"], "stopped", "{view}");
+        let r = post(
+            "/api/owner/agents/nope/stop",
+            serde_json::json!({}),
+            Some(&token),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status().as_u16(), 404);
+        for path in [
+            format!("/api/agents/{agent}/logs?tail=10"),
+            "/api/history".to_string(),
+            "/api/earnings".to_string(),
+        ] {
+            let r = http.get(format!("{api}{path}")).send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 200, "{path}");
+        }
+    })
+    .await;
+}
