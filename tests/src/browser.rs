@@ -113,16 +113,30 @@ impl Browser {
 
     /// Clicks `css` after scrolling it to the middle of the window (so a
     /// sticky header cannot cover it).
+    /// Pages that re-render (live updates) can replace the element between
+    /// finding and clicking it; that is retried with a fresh lookup.
     pub async fn click(&self, css: &str) {
-        let el = self.find(css).await;
-        let arg = serde_json::to_value(&el).expect("element reference");
-        let _ = self
-            .client
-            .execute("arguments[0].scrollIntoView({block: 'center'});", vec![arg])
-            .await;
-        el.click()
-            .await
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        let mut last = String::new();
+        for _ in 0..25 {
+            let el = self.find(css).await;
+            let arg = serde_json::to_value(&el).expect("element reference");
+            let _ = self
+                .client
+                .execute("arguments[0].scrollIntoView({block: 'center'});", vec![arg])
+                .await;
+            match el.click().await {
+                Ok(()) => return,
+                Err(e) => {
+                    last = e.to_string();
+                    if !(last.contains("stale element") || last.contains("not interactable")) {
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.screenshot("failure").await;
+        panic!("click {css}: {last}");
     }
 
     /// Replaces the value of an input with `text`.

@@ -198,6 +198,7 @@ async fn deployer_and_host_journeys_in_chromium() {
 
         // Stop it from the marketplace.
         b.goto(&format!("{murl}/agents")).await;
+        b.wait_text(&format!("{row} .state"), "running", WAIT).await;
         b.click(&format!("{row} button[data-action=\"stop\"]")).await;
         b.wait_text(&format!("{row} .state"), "stopped", WAIT).await;
         b.screenshot("11-agents-stopped").await;
