@@ -997,6 +997,60 @@ mod tests {
     }
 
     #[test]
+    fn the_wizard_form_becomes_a_spec_or_field_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let store = Deployments::open(&db).unwrap();
+        let form = |v: serde_json::Value| -> DeployForm { serde_json::from_value(v).unwrap() };
+        let ok = store
+            .spec_for(&form(json!({
+                "host": "h", "deployerKey": "k", "runtime": "openclaw", "name": "helper",
+                "openclaw": {"model": "gpt-test", "systemPrompt": "Be brief.",
+                             "files": [{"path": "SOUL.md", "content": "calm"}]},
+                "resources": {"cpuMillis": 500, "memoryMib": 1024}, "maxTotalCents": 100
+            })))
+            .unwrap();
+        let oc = ok.openclaw.as_ref().unwrap();
+        assert_eq!(oc.model, "gpt-test");
+        assert_eq!(ok.grants.llm_models, vec!["gpt-test".to_string()]);
+        assert_eq!(oc.files["SOUL.md"].content.as_deref(), Some("calm"));
+        let (resolved, _) = ok.resolve(std::path::Path::new("/nonexistent")).unwrap();
+        assert!(
+            resolved.document.contains("SOUL.md"),
+            "{}",
+            resolved.document
+        );
+
+        let e = store
+            .spec_for(&form(json!({
+                "host": "h", "deployerKey": "k", "runtime": "wasi", "name": "9 bad name",
+                "wasi": {"sha256": "00".repeat(32)},
+                "resources": {"cpuMillis": 0, "memoryMib": 0}, "maxTotalCents": 100
+            })))
+            .unwrap_err();
+        assert_eq!(e.code, "invalid");
+        assert_eq!(e.fields[0].0, "component", "{:?}", e.fields);
+        let e = store
+            .spec_for(&form(json!({
+                "host": "h", "deployerKey": "k", "runtime": "openclaw", "name": "9 bad name",
+                "openclaw": {"model": "m"},
+                "resources": {"cpuMillis": 0, "memoryMib": 0}, "maxTotalCents": 100
+            })))
+            .unwrap_err();
+        let fields: Vec<&str> = e.fields.iter().map(|(f, _)| f.as_str()).collect();
+        for want in ["name", "cpuMillis", "memoryMib"] {
+            assert!(fields.contains(&want), "{want} missing from {fields:?}");
+        }
+        let e = store
+            .spec_for(&form(json!({
+                "host": "h", "deployerKey": "k", "runtime": "docker", "name": "x",
+                "resources": {"cpuMillis": 100, "memoryMib": 64}, "maxTotalCents": 1
+            })))
+            .unwrap_err();
+        assert_eq!(e.fields[0].0, "runtime");
+    }
+
+    #[test]
     fn uploads_must_be_components_and_are_served_only_to_offered_hosts() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
