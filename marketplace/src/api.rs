@@ -957,18 +957,10 @@ async fn webhook(
 }
 
 fn admin(s: &AppState, headers: &HeaderMap) -> ApiResult<()> {
-    let want = format!("Bearer {}", s.admin_token);
-    let ok = headers
+    let sent = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            // Constant time in the token's bytes.
-            v.len() == want.len()
-                && v.bytes()
-                    .zip(want.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-        });
+        .and_then(|v| v.to_str().ok());
+    let ok = sparebox_node::api::bearer_matches(sent, &s.admin_token);
     if ok {
         Ok(())
     } else {

@@ -221,6 +221,11 @@ fn storage(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
 }
 
+/// A random id for a message; the error names what it was for.
+fn fresh_id(what: &str) -> Result<Id, ApiError> {
+    Id::random().map_err(|e| storage(format!("no randomness for the {what}: {e}")))
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -397,10 +402,7 @@ impl Deployments {
                         "upload the agent's component".into(),
                     )])
                 })?;
-                let digest: Option<Digest> = hex::decode(w.sha256.trim())
-                    .ok()
-                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .map(Digest);
+                let digest: Option<Digest> = w.sha256.parse().ok();
                 let size = digest
                     .and_then(|d| self.artifacts.get(d.0).ok().flatten())
                     .map(|b| b.len() as u64)
@@ -465,17 +467,14 @@ impl Deployments {
         let (resolved, _) = spec
             .resolve(std::path::Path::new("/nonexistent"))
             .map_err(|e| ApiError::invalid(vec![("spec".into(), e.to_string())]))?;
-        let rnd = |what: &str| {
-            Id::random().map_err(|e| storage(format!("no randomness for the {what}: {e}")))
-        };
         let offer = DeploymentOffer {
             version: DeploymentOffer::VERSION,
-            offer_id: rnd("offer id")?,
+            offer_id: fresh_id("offer id")?,
             deployer,
             host: terms.host,
             issued_at: now,
             expires_at: now + PENDING_SECS,
-            nonce: rnd("nonce")?,
+            nonce: fresh_id("nonce")?,
             spec_sha256: resolved.sha256,
             runtime: spec.runtime,
             resources: spec.resource_request(),
@@ -489,14 +488,10 @@ impl Deployments {
         };
         let (payload, sign) = signing(&offer);
         if let Some(a) = &spec.artifact
-            && let Some(d) = a
-                .sha256
-                .as_deref()
-                .and_then(|h| hex::decode(h).ok())
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            && let Some(d) = a.sha256.as_deref().and_then(|h| h.parse::<Digest>().ok())
         {
             lock(&self.fetchers)
-                .entry(Digest(d))
+                .entry(d)
                 .or_default()
                 .insert(terms.host);
         }
@@ -717,24 +712,20 @@ impl Deployments {
             v.parse()
                 .map_err(|e| storage(format!("stored {what} `{v}` is not a key: {e}")))
         };
-        let rnd = |what: &str| {
-            Id::random().map_err(|e| storage(format!("no randomness for the {what}: {e}")))
-        };
-        let offer_id: Id = hex::decode(&d.offer_id)
-            .ok()
-            .and_then(|b| <[u8; 16]>::try_from(b).ok())
-            .map(Id)
-            .ok_or_else(|| storage(format!("stored offer id `{}` is not hex", d.offer_id)))?;
+        let offer_id: Id = d
+            .offer_id
+            .parse()
+            .map_err(|e| storage(format!("stored offer id `{}`: {e}", d.offer_id)))?;
         let command = ControlCommand {
             version: ControlCommand::VERSION,
-            command_id: rnd("command id")?,
+            command_id: fresh_id("command id")?,
             deployer: parse("deployer", &d.deployer)?,
             host: parse("host", &d.host)?,
             offer_id,
             agent_id: d.agent_id.clone(),
             issued_at: now,
             expires_at: now + PENDING_SECS,
-            nonce: rnd("nonce")?,
+            nonce: fresh_id("nonce")?,
             action,
         };
         let (payload, sign) = signing(&command);
@@ -885,17 +876,13 @@ pub fn action(
 
 /// Parses an id the browser sends back (hex).
 pub fn parse_id(field: &str, v: &str) -> Result<Id, ApiError> {
-    hex::decode(v.trim())
-        .ok()
-        .and_then(|b| <[u8; 16]>::try_from(b).ok())
-        .map(Id)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("`{field}` must be 32 hex digits"),
-            )
-        })
+    v.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("`{field}` must be 32 hex digits"),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -98,6 +98,19 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Whether an `Authorization` header value is `Bearer <token>`, compared in
+/// constant time over the token's bytes (owner and admin tokens).
+pub fn bearer_matches(header: Option<&str>, token: &str) -> bool {
+    let want = format!("Bearer {token}");
+    header.is_some_and(|v| {
+        v.len() == want.len()
+            && v.bytes()
+                .zip(want.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    })
+}
+
 /// `GET /api/health` response.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::PricesConfig;
 use crate::protocol::rpc::{DeployRequest, DeployResponse};
-use crate::protocol::{DeploymentOffer, Envelope, Message};
+use crate::protocol::{DeploymentOffer, Envelope, Message, decode_canonical};
 
 /// How many offers the log keeps.
 pub const OFFER_LOG: usize = 100;
@@ -64,7 +64,7 @@ impl OfferRecord {
     pub fn new(req: &DeployRequest, reply: &DeployResponse, at: u64) -> OfferRecord {
         let offer = Envelope::from_bytes(&req.offer, DeploymentOffer::max_envelope())
             .ok()
-            .and_then(|e| postcard::from_bytes::<DeploymentOffer>(&e.payload).ok());
+            .and_then(|e| decode_canonical::<DeploymentOffer>(&e.payload, "offer").ok());
         let name = crate::spec::AgentSpec::parse(&req.spec, "(offer)")
             .ok()
             .map(|s| s.name);
@@ -160,14 +160,7 @@ impl Owner {
 
     /// Whether an `Authorization` header carries the token (constant time).
     pub fn authorized(&self, header: Option<&str>) -> bool {
-        let want = format!("Bearer {}", self.token);
-        header.is_some_and(|v| {
-            v.len() == want.len()
-                && v.bytes()
-                    .zip(want.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-        })
+        crate::api::bearer_matches(header, &self.token)
     }
 
     pub fn accepting(&self) -> bool {
