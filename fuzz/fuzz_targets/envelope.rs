@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sparebox_node::protocol::{Envelope, Message, DeploymentOffer};
+use sparebox_protocol::{Envelope, Message, DeploymentOffer};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(env) = Envelope::from_bytes(data, DeploymentOffer::max_envelope()) {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sparebox_node::protocol::{decode_canonical, encode, open, Checks, DeploymentOffer};
+use sparebox_protocol::{decode_canonical, encode, open, Checks, DeploymentOffer};
 
 fuzz_target!(|data: &[u8]| {
     let _ = open::<DeploymentOffer>(data, &Checks::at(1_000_000));

@@ -15,12 +15,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sparebox_market::config::{BillingMode, MarketConfig};
 use sparebox_market::ledger::{Ledger, moves};
-use sparebox_market::service::{self, BillingMode, MarketConfig};
+use sparebox_market::service;
 use sparebox_market::usage::Usage;
 use sparebox_market::vouchers::Vouchers;
-use sparebox_node::identity::Keypair;
-use sparebox_node::protocol::{
+use sparebox_protocol::identity::Keypair;
+use sparebox_protocol::{
     Agreement, CapacityAdvert, Checks, ClassPrice, DeploymentOffer, Digest, Envelope, Id, Message,
     Payment, PriceList, PriceTerms, ResourceRequest, Resources, RuntimeKind, RuntimeOffer,
     UsageCounters, UsageReport, now_secs, open,
@@ -152,7 +153,7 @@ fn world(vouchers: &Vouchers, i: usize) -> World {
     let (vbytes, _) = vouchers
         .issue("bench", deployer.public(), 1_000_000, "usd", 3600, now)
         .expect("voucher");
-    let venv = open::<sparebox_node::protocol::Voucher>(&vbytes, &Checks::at(now))
+    let venv = open::<sparebox_protocol::Voucher>(&vbytes, &Checks::at(now))
         .expect("voucher")
         .envelope;
     let offer = DeploymentOffer {

@@ -24,8 +24,8 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
-use sparebox_node::identity::PublicKey;
-use sparebox_node::protocol::{Checks, KeyProof, ProofPurpose, open};
+use sparebox_protocol::identity::PublicKey;
+use sparebox_protocol::{Checks, KeyProof, ProofPurpose, open};
 
 /// Sessions last 14 days.
 pub const SESSION_SECS: u64 = 14 * 24 * 3600;
@@ -93,6 +93,8 @@ pub enum AccountError {
     KeyTaken,
     #[error("account storage: {0}")]
     Storage(String),
+    #[error(transparent)]
+    Random(#[from] sparebox_protocol::token::RandomError),
 }
 
 impl AccountError {
@@ -109,6 +111,7 @@ impl AccountError {
             AccountError::BadChallenge => "bad_challenge",
             AccountError::KeyTaken => "key_taken",
             AccountError::Storage(_) => "storage",
+            AccountError::Random(_) => "internal",
         }
     }
 }
@@ -118,13 +121,11 @@ fn storage(e: impl std::fmt::Display) -> AccountError {
 }
 
 fn random_hex(n: usize) -> Result<String, AccountError> {
-    let mut b = vec![0u8; n];
-    getrandom::fill(&mut b).map_err(storage)?;
-    Ok(hex::encode(b))
+    Ok(sparebox_protocol::token::random_hex(n, "account secret")?)
 }
 
 fn token_key(token: &str) -> [u8; 32] {
-    sparebox_node::protocol::sha256(token.as_bytes()).0
+    sparebox_protocol::sha256(token.as_bytes()).0
 }
 
 /// Normalises and checks an email address.
@@ -472,8 +473,8 @@ impl Accounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sparebox_node::identity::Keypair;
-    use sparebox_node::protocol::{Envelope, Message};
+    use sparebox_protocol::identity::Keypair;
+    use sparebox_protocol::{Envelope, Message};
 
     fn open_store() -> (tempfile::TempDir, Accounts) {
         let dir = tempfile::tempdir().unwrap();
@@ -602,7 +603,7 @@ mod tests {
             .sign_up("ada@example.com", "correct horse battery", 1)
             .unwrap();
         let deployer = Keypair::from_seed([1; 32]);
-        let now = sparebox_node::protocol::now_secs();
+        let now = sparebox_protocol::now_secs();
         let (c, _) = a
             .challenge(&acct.id, ProofPurpose::DeployerKey, now)
             .unwrap();

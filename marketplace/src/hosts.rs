@@ -1,7 +1,7 @@
 //! The host index: adverts heard over libp2p gossip (and sync on connect),
 //! verified and expired by TTL exactly as a node does it, since it is the
 //! node's own [`AdvertIndex`]. The marketplace joins the network as a peer
-//! through `sparebox_node::network`, answers deploy and control requests
+//! through `sparebox_network`, answers deploy and control requests
 //! with `not_a_host`, and serves components uploaded for web deployments
 //! to the hosts they were offered to.
 //!
@@ -11,14 +11,14 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use sparebox_node::adverts::{AdvertIndex, AdvertView, Verdict};
-use sparebox_node::identity::PublicKey;
-use sparebox_node::network::Inbound;
-use sparebox_node::protocol::rpc::{
+use sparebox_network::Inbound;
+use sparebox_network::adverts::{AdvertIndex, AdvertView, Verdict};
+use sparebox_protocol::identity::PublicKey;
+use sparebox_protocol::rpc::{
     ArtifactRequest, ArtifactResponse, ControlRequest, ControlResponse, DeployRequest,
     DeployResponse, Rejection, SyncResponse,
 };
-use sparebox_node::protocol::{CapacityAdvert, RuntimeKind, now_secs};
+use sparebox_protocol::{CapacityAdvert, RuntimeKind, now_secs};
 
 /// How to order search results.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -35,6 +35,13 @@ pub enum Sort {
     Seen,
     /// Longest known first.
     Age,
+}
+
+/// A search the index cannot answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("per_page must be 1 to 100, not {0}")]
+    PerPage(usize),
 }
 
 /// Search filters, as query parameters of `GET /api/v1/hosts`.
@@ -112,10 +119,10 @@ impl HostIndex {
     }
 
     /// Filters, sorts and pages the live hosts.
-    pub fn search(&self, q: &Query, now: u64) -> Result<Page, String> {
+    pub fn search(&self, q: &Query, now: u64) -> Result<Page, SearchError> {
         let per_page = q.per_page.unwrap_or(20);
         if !(1..=100).contains(&per_page) {
-            return Err(format!("per_page must be 1 to 100, not {per_page}"));
+            return Err(SearchError::PerPage(per_page));
         }
         let page = q.page.unwrap_or(1).max(1);
         let label = q.label.as_deref().map(|l| match l.split_once('=') {
@@ -247,10 +254,8 @@ impl Inbound for HostIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sparebox_node::identity::Keypair;
-    use sparebox_node::protocol::{
-        ClassPrice, Envelope, Message, PriceList, Resources, RuntimeOffer,
-    };
+    use sparebox_protocol::identity::Keypair;
+    use sparebox_protocol::{ClassPrice, Envelope, Message, PriceList, Resources, RuntimeOffer};
 
     /// Host `i`: CPU 100·i, memory 64·i, price 10·(i mod 7), label tier=i mod 3;
     /// even hosts also offer openclaw.

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sparebox_market::service::{self, BillingMode, MarketConfig};
+use sparebox_market::config::{BillingMode, MarketConfig};
+use sparebox_market::service;
 use sparebox_market::stripe::StripeConfig;
-use sparebox_node::config::LogFormat;
+use sparebox_service::logging::LogFormat;
 
 /// The Sparebox marketplace: host index, accounts, billing and settlement.
 #[derive(Debug, Parser)]
@@ -78,7 +79,7 @@ async fn serve(mut cfg: MarketConfig) -> anyhow::Result<()> {
         BillingMode::Stripe => Some(StripeConfig::from_env()?),
         BillingMode::TestLedger => None,
     };
-    let stop = sparebox_node::daemon::shutdown_signal()?;
+    let stop = sparebox_service::shutdown_signal()?;
     let market = service::start(&cfg, stripe).await?;
     cfg.data_dir = Some(cfg.data_dir());
     // Write errors (a closed stdout) must not stop the service.
@@ -137,7 +138,7 @@ async fn admin(market: &str, data_dir: PathBuf, action: Admin) -> anyhow::Result
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    sparebox_node::cli::logging::init(cli.log_format, "info");
+    sparebox_service::logging::init(cli.log_format, "info");
     let run = async {
         match cli.command {
             Command::Serve {

@@ -11,200 +11,25 @@
 //! account can receive transfers, minus `fee_bps`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
-use sparebox_node::identity::{Keypair, PublicKey};
-use sparebox_node::network::{self, NetConfig};
-use sparebox_node::protocol::now_secs;
+use sparebox_network::{self as network, NetConfig};
+use sparebox_protocol::identity::{Keypair, PublicKey};
+use sparebox_protocol::now_secs;
 
 use crate::accounts::{Accounts, SignInLimits};
-use crate::billing::{self, Billing, Payee, Payout, TestLedger};
+use crate::billing::{Billing, TestLedger};
+use crate::config::{BillingMode, MarketConfig};
 use crate::deployments::Deployments;
 use crate::hosts::HostIndex;
 use crate::ledger::Ledger;
+use crate::state::AppState;
 use crate::stripe::{StripeBilling, StripeConfig};
 use crate::usage::Usage;
 use crate::vouchers::Vouchers;
 use crate::webhooks::Webhooks;
-
-/// How money moves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BillingMode {
-    /// Stripe Checkout and Connect (keys from the environment).
-    Stripe,
-    /// No Stripe: credit is granted and paid out on the ledger only.
-    TestLedger,
-}
-
-impl BillingMode {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            BillingMode::Stripe => "stripe",
-            BillingMode::TestLedger => "test-ledger",
-        }
-    }
-}
-
-/// The marketplace's TOML config (`--config FILE`). Every field has a
-/// default; an unknown key is an error; flags override the file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MarketConfig {
-    /// Data directory. Default `$XDG_DATA_HOME/sparebox/market`.
-    pub data_dir: Option<PathBuf>,
-    /// HTTP address. Default `127.0.0.1:8080`.
-    pub listen: SocketAddr,
-    /// The URL users and hosts reach this service at (links, voucher
-    /// `market_url`). Default `http://<listen address>`. An `https://` URL
-    /// makes session cookies `Secure`.
-    pub public_url: Option<String>,
-    /// `stripe` or `test-ledger` (default).
-    pub billing: BillingMode,
-    /// libp2p multiaddrs to listen on. Default none (dial out only).
-    pub p2p_listen: Vec<String>,
-    /// libp2p peers to join through.
-    pub bootstrap: Vec<String>,
-    /// Find hosts on the local network with mDNS. Default true.
-    pub mdns: bool,
-    /// Marketplace fee on payouts, in basis points. Default 1000 (10 %).
-    pub fee_bps: u64,
-    /// Earnings below this are carried to the next settlement. Default 100.
-    pub min_payout_cents: u64,
-    /// Seconds between settlement runs. Default 3600.
-    pub settle_interval_secs: u64,
-    /// Smallest credit purchase, in cents. Default 500.
-    pub min_checkout_cents: u64,
-    /// Sign-in attempts per minute, per email. Default 5.
-    pub sign_in_per_email: u32,
-    /// Sign-in attempts per minute, per client address. Default 30.
-    pub sign_in_per_client: u32,
-}
-
-impl Default for MarketConfig {
-    fn default() -> Self {
-        MarketConfig {
-            data_dir: None,
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            public_url: None,
-            billing: BillingMode::TestLedger,
-            p2p_listen: Vec::new(),
-            bootstrap: Vec::new(),
-            mdns: true,
-            fee_bps: 1000,
-            min_payout_cents: 100,
-            settle_interval_secs: 3600,
-            min_checkout_cents: 500,
-            sign_in_per_email: 5,
-            sign_in_per_client: 30,
-        }
-    }
-}
-
-impl MarketConfig {
-    pub fn load(path: &std::path::Path) -> anyhow::Result<MarketConfig> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config {}", path.display()))?;
-        let c: MarketConfig = toml::from_str(&text).map_err(|e| {
-            anyhow::anyhow!(
-                "config {} is not valid: {}",
-                path.display(),
-                e.to_string().trim_end()
-            )
-        })?;
-        if c.fee_bps > 10_000 {
-            anyhow::bail!(
-                "config {}: fee_bps {} is over 10000 (100 %)",
-                path.display(),
-                c.fee_bps
-            );
-        }
-        Ok(c)
-    }
-
-    pub fn data_dir(&self) -> PathBuf {
-        self.data_dir
-            .clone()
-            .unwrap_or_else(|| sparebox_node::identity::paths::data_home().join("market"))
-    }
-}
-
-/// Everything the HTTP handlers share.
-pub struct AppState {
-    pub key: Keypair,
-    pub cfg: MarketConfig,
-    pub public_url: String,
-    pub secure_cookies: bool,
-    pub admin_token: String,
-    pub ledger: Ledger,
-    pub accounts: Accounts,
-    pub vouchers: Vouchers,
-    pub usage: Usage,
-    pub hosts: Arc<HostIndex>,
-    pub billing: Arc<dyn Billing>,
-    pub webhooks: Webhooks,
-    pub webhook_secret: Option<String>,
-    pub pending_payouts: sled::Tree,
-    pub voucher_requests: sled::Tree,
-    pub settle_lock: tokio::sync::Mutex<()>,
-    /// Web deployments, uploads and the relay's pending signatures.
-    pub deployments: Arc<Deployments>,
-    /// The marketplace's libp2p peer (host index, relay).
-    pub net: network::Client,
-}
-
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").finish_non_exhaustive()
-    }
-}
-
-impl AppState {
-    pub fn market(&self) -> PublicKey {
-        self.key.public()
-    }
-
-    /// Hosts that can be paid: linked nodes of accounts whose Connect
-    /// account takes transfers.
-    pub fn payees(&self) -> Vec<Payee> {
-        let mut out = Vec::new();
-        for a in self.accounts.all() {
-            let Some(dest) = a.connect_account.clone().filter(|_| a.payouts_enabled) else {
-                continue;
-            };
-            for n in &a.nodes {
-                out.push(Payee {
-                    host: n.to_string(),
-                    destination: dest.clone(),
-                });
-            }
-        }
-        out
-    }
-
-    /// One settlement run (the periodic job, and `admin settle`).
-    pub async fn settle(&self) -> anyhow::Result<Vec<Payout>> {
-        let _one_at_a_time = self.settle_lock.lock().await;
-        let payees = self.payees();
-        let paid = billing::settle(
-            &self.ledger,
-            &self.pending_payouts,
-            self.billing.as_ref(),
-            &payees,
-            self.cfg.min_payout_cents,
-            self.cfg.fee_bps,
-        )
-        .await?;
-        for p in &paid {
-            tracing::info!(host = %p.host, transfer = %p.transfer_id, earned = p.earned, fee = p.fee, "payout sent");
-        }
-        Ok(paid)
-    }
-}
 
 /// A running marketplace.
 #[derive(Debug)]
@@ -241,9 +66,7 @@ fn load_or_create_token(path: &std::path::Path) -> anyhow::Result<String> {
     if let Ok(t) = std::fs::read_to_string(path) {
         return Ok(t.trim().to_string());
     }
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b)?;
-    let token = hex::encode(b);
+    let token = sparebox_protocol::token::random_hex(32, "admin token")?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -299,7 +122,7 @@ pub async fn start(cfg: &MarketConfig, stripe: Option<StripeConfig>) -> anyhow::
     )?;
     let deployments = Arc::new(Deployments::open(&db)?);
     let hosts = Arc::new(
-        HostIndex::new(sparebox_node::protocol::DEFAULT_MAX_SKEW_SECS).serving(deployments.clone()),
+        HostIndex::new(sparebox_protocol::DEFAULT_MAX_SKEW_SECS).serving(deployments.clone()),
     );
     let net_cfg = NetConfig {
         listen: cfg.p2p_listen.clone(),

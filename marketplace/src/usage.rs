@@ -19,8 +19,8 @@
 //! seq and cumulative charge.
 
 use serde::{Deserialize, Serialize};
-use sparebox_node::identity::PublicKey;
-use sparebox_node::protocol::{
+use sparebox_protocol::identity::PublicKey;
+use sparebox_protocol::{
     Agreement, Checks, DeploymentOffer, Id, Payment, UsageCounters, UsageReport, Voucher, open,
 };
 
@@ -188,7 +188,7 @@ impl Usage {
             });
         }
         let total = offer.price.charge_for(c);
-        let asked = sparebox_node::protocol::PriceTerms {
+        let asked = sparebox_protocol::PriceTerms {
             max_total_cents: u64::MAX,
             ..offer.price.clone()
         }
@@ -265,8 +265,8 @@ mod tests {
     use super::*;
     use crate::ledger::Account;
     use crate::vouchers::Vouchers;
-    use sparebox_node::identity::Keypair;
-    use sparebox_node::protocol::{
+    use sparebox_protocol::identity::Keypair;
+    use sparebox_protocol::{
         Digest, Envelope, Id, Message, PriceTerms, ResourceRequest, RuntimeKind, now_secs,
     };
 

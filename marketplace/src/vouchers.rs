@@ -9,8 +9,8 @@
 //! sled tree `vouchers`: voucher id (hex) → [`VoucherRecord`] (JSON).
 
 use serde::{Deserialize, Serialize};
-use sparebox_node::identity::{Keypair, PublicKey};
-use sparebox_node::protocol::{Envelope, Id, Message, Voucher};
+use sparebox_protocol::identity::{Keypair, PublicKey};
+use sparebox_protocol::{Envelope, Id, Message, Voucher};
 
 use crate::ledger::{Account, Ledger, LedgerError, Posted, moves};
 
@@ -191,7 +191,7 @@ impl Vouchers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sparebox_node::protocol::{Checks, open};
+    use sparebox_protocol::{Checks, open};
 
     fn setup() -> (tempfile::TempDir, Ledger, Vouchers, Keypair) {
         let dir = tempfile::tempdir().unwrap();
@@ -210,7 +210,7 @@ mod tests {
         ledger
             .post(&moves::payment("evt_1", "acct", 5000, 1))
             .unwrap();
-        let now = sparebox_node::protocol::now_secs();
+        let now = sparebox_protocol::now_secs();
         let (bytes, rec) = v.issue("acct", deployer, 2000, "usd", 3600, now).unwrap();
         let voucher = open::<Voucher>(&bytes, &Checks::at(now)).unwrap();
         assert_eq!(voucher.signer(), market.public());

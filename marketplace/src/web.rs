@@ -1,12 +1,12 @@
 //! The marketplace's web pages: HTML, JS and CSS from `web/market`,
 //! embedded at build time (no CDN, nothing fetched at run time), plus the
-//! shared `/common` and `/vendor` files ([`sparebox_node::web`]). Each page
+//! shared `/common` and `/vendor` files ([`sparebox_service::web`]). Each page
 //! route serves one HTML file; the pages talk to [`crate::api`].
 
 use axum::Router;
 use axum::extract::Path;
 use axum::routing::get;
-use sparebox_node::web::{file, shared_routes};
+use sparebox_service::web::{file, shared_routes};
 
 #[derive(Debug, rust_embed::Embed)]
 #[folder = "../web/market"]
@@ -47,7 +47,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sparebox_node::web::{CommonAssets, VendorAssets};
+    use sparebox_service::web::{CommonAssets, VendorAssets};
 
     #[test]
     fn every_page_route_has_its_file() {

@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 use libp2p::futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, gossipsub, noise, tcp, yamux};
-use sparebox_node::adverts::{AdvertIndex, Verdict};
-use sparebox_node::identity::{Keypair, PublicKey};
-use sparebox_node::network::{self, Client, Inbound, NetConfig};
-use sparebox_node::protocol::rpc::*;
-use sparebox_node::protocol::{
+use sparebox_network::adverts::{AdvertIndex, Verdict};
+use sparebox_network::{self as network, Client, Inbound, NetConfig};
+use sparebox_protocol::identity::{Keypair, PublicKey};
+use sparebox_protocol::rpc::*;
+use sparebox_protocol::{
     CapacityAdvert, Envelope, Message, PriceList, Resources, RuntimeKind, RuntimeOffer, now_secs,
 };
 
@@ -282,11 +282,11 @@ async fn bare_propagation() -> Vec<Duration> {
 }
 
 async fn offer_to_running() -> (Vec<Duration>, Vec<Duration>) {
+    use sparebox_network::light::{self, Light};
     use sparebox_node::config::NodeConfig;
     use sparebox_node::daemon::Node;
-    use sparebox_node::network::light::{self, Light};
-    use sparebox_node::protocol::{DeploymentOffer, Id, Payment, PriceTerms, sha256};
-    use sparebox_node::spec::AgentSpec;
+    use sparebox_protocol::spec::AgentSpec;
+    use sparebox_protocol::{DeploymentOffer, Id, Payment, PriceTerms, sha256};
     use sparebox_sandbox::Runtime;
 
     const N: usize = 100;
@@ -378,7 +378,8 @@ async fn offer_to_running() -> (Vec<Duration>, Vec<Duration>) {
         None,
     )
     .expect("runtime");
-    let (limits, grants) = sparebox_node::agents::limits_and_grants(&spec.spec);
+    let plan = sparebox_node::agents::AgentPlan::from_spec(&spec.spec);
+    let (limits, grants) = (plan.limits, plan.grants);
     let sha = hex::encode(sha256(&component).0);
     let mut in_proc = Vec::new();
     for i in 0..N + 1 {

@@ -33,11 +33,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 
-use crate::adverts::{AdvertIndex, Caps};
-use crate::agents::{AgentError, Agents, NewMessage};
-use crate::identity::PublicKey;
-use crate::network::Client;
-use crate::protocol::now_secs;
+use crate::agents::tasks::NewMessage;
+use crate::agents::{AgentError, Agents};
+use crate::capacity::Caps;
+use sparebox_network::Client;
+use sparebox_network::adverts::AdvertIndex;
+use sparebox_protocol::identity::PublicKey;
+use sparebox_protocol::now_secs;
 
 /// Shared state behind the API.
 #[derive(Debug)]
@@ -69,6 +71,7 @@ impl From<AgentError> for ApiError {
             AgentError::NotRunning(_) => ApiError::Conflict("not_running", e.to_string()),
             AgentError::BadRequest(m) => ApiError::BadRequest(m),
             AgentError::Store(s) => ApiError::Internal(s.to_string()),
+            AgentError::Random(_) | AgentError::Billing(_) => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -96,19 +99,6 @@ impl IntoResponse for ApiError {
         )
             .into_response()
     }
-}
-
-/// Whether an `Authorization` header value is `Bearer <token>`, compared in
-/// constant time over the token's bytes (owner and admin tokens).
-pub fn bearer_matches(header: Option<&str>, token: &str) -> bool {
-    let want = format!("Bearer {token}");
-    header.is_some_and(|v| {
-        v.len() == want.len()
-            && v.bytes()
-                .zip(want.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    })
 }
 
 /// `GET /api/health` response.
@@ -147,7 +137,7 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .route("/api/owner/prices", axum::routing::put(owner_prices))
         .route("/", get(dashboard_index))
         .route("/assets/{*path}", get(dashboard_asset))
-        .merge(crate::web::shared_routes())
+        .merge(sparebox_service::web::shared_routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .with_state(state)
 }
@@ -199,7 +189,7 @@ async fn get_task(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<crate::protocol::rpc::TaskView>, ApiError> {
+) -> Result<Json<sparebox_protocol::rpc::TaskView>, ApiError> {
     match state.agents.task(&id, bearer(&headers)) {
         Ok(t) => Ok(Json(t)),
         Err(AgentError::BadRequest(m)) => Err(ApiError::NotFound(m)),
@@ -245,7 +235,7 @@ async fn node_info(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let reserved = state.agents.reserved();
-    let (free, slots) = crate::adverts::free(&state.caps, &reserved);
+    let (free, slots) = crate::capacity::free(&state.caps, &reserved);
     Ok(Json(serde_json::json!({
         "peerId": state.node.to_peer_id(),
         "version": env!("CARGO_PKG_VERSION"),
@@ -271,7 +261,7 @@ async fn node_info(
 async fn peers(
     State(state): State<Arc<ApiState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-) -> Result<Json<Vec<crate::network::PeerView>>, ApiError> {
+) -> Result<Json<Vec<sparebox_network::PeerView>>, ApiError> {
     loopback_only(peer)?;
     let net = state
         .net
@@ -284,7 +274,7 @@ async fn peers(
 async fn adverts(
     State(state): State<Arc<ApiState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-) -> Result<Json<Vec<crate::adverts::AdvertView>>, ApiError> {
+) -> Result<Json<Vec<sparebox_network::adverts::AdvertView>>, ApiError> {
     loopback_only(peer)?;
     Ok(Json(state.adverts.list(now_secs())))
 }
@@ -292,7 +282,7 @@ async fn adverts(
 async fn agents(
     State(state): State<Arc<ApiState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-) -> Result<Json<Vec<crate::protocol::rpc::AgentView>>, ApiError> {
+) -> Result<Json<Vec<sparebox_protocol::rpc::AgentView>>, ApiError> {
     loopback_only(peer)?;
     Ok(Json(state.agents.list()))
 }
@@ -322,11 +312,11 @@ async fn usage(
 struct DashboardAssets;
 
 async fn dashboard_index() -> Response {
-    crate::web::file(DashboardAssets::get("index.html"), "index.html")
+    sparebox_service::web::file(DashboardAssets::get("index.html"), "index.html")
 }
 
 async fn dashboard_asset(Path(path): Path<String>) -> Response {
-    crate::web::file(DashboardAssets::get(&path), &path)
+    sparebox_service::web::file(DashboardAssets::get(&path), &path)
 }
 
 async fn history(
@@ -419,10 +409,10 @@ async fn owner_stop(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     owner_only(&state, peer, &headers)?;
-    use crate::protocol::rpc::ControlResponse;
+    use sparebox_protocol::rpc::ControlResponse;
     match state
         .agents
-        .owner_action(&id, crate::protocol::ControlAction::Stop)
+        .owner_action(&id, sparebox_protocol::ControlAction::Stop)
         .await
     {
         ControlResponse::Agent(view) => {
@@ -476,15 +466,17 @@ struct PricesReq {
     cents_per_1k_tokens: Option<serde_json::Value>,
 }
 
+/// What the form is told about a price that is not one.
+const BAD_CENTS: &str = "enter a whole number of cents from 0 to 1000000";
+
 /// A price as the form sent it: a whole number of cents, 0 to 1,000,000.
-fn cents(v: &serde_json::Value) -> Result<u64, String> {
+fn cents(v: &serde_json::Value) -> Option<u64> {
     let n = match v {
         serde_json::Value::Number(n) => n.as_u64(),
         serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
         _ => None,
     };
     n.filter(|c| *c <= 1_000_000)
-        .ok_or_else(|| "enter a whole number of cents from 0 to 1000000".to_string())
 }
 
 async fn owner_prices(
@@ -500,10 +492,10 @@ async fn owner_prices(
     for (i, c) in r.classes.iter().enumerate() {
         let field = format!("classes[{i}].centsPerHour");
         match (c.class.as_str(), cents(&c.cents_per_hour)) {
-            (_, Err(m)) => fields.push(serde_json::json!({"field": field, "message": m})),
-            ("wasi", Ok(v)) => prices.wasi_cents_per_hour = v,
-            ("openclaw", Ok(v)) => prices.openclaw_cents_per_hour = v,
-            (other, Ok(_)) => fields.push(serde_json::json!({
+            (_, None) => fields.push(serde_json::json!({"field": field, "message": BAD_CENTS})),
+            ("wasi", Some(v)) => prices.wasi_cents_per_hour = v,
+            ("openclaw", Some(v)) => prices.openclaw_cents_per_hour = v,
+            (other, Some(_)) => fields.push(serde_json::json!({
                 "field": format!("classes[{i}].class"),
                 "message": format!("`{other}` is not a price class here (wasi, openclaw)"),
             })),
@@ -511,8 +503,10 @@ async fn owner_prices(
     }
     if let Some(v) = &r.cents_per_1k_tokens {
         match cents(v) {
-            Ok(v) => prices.cents_per_1k_tokens = v,
-            Err(m) => fields.push(serde_json::json!({"field": "centsPer1kTokens", "message": m})),
+            Some(v) => prices.cents_per_1k_tokens = v,
+            None => {
+                fields.push(serde_json::json!({"field": "centsPer1kTokens", "message": BAD_CENTS}))
+            }
         }
     }
     if !fields.is_empty() {

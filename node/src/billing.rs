@@ -1,4 +1,4 @@
-//! The host's side of paid agreements (DESIGN.md, "Money").
+//! The host's side of paid agreements (docs/design.md, "Money").
 //!
 //! - **Vouchers on offers.** [`check_voucher`] verifies a voucher an offer
 //!   is paid with: signed by a marketplace in `[market] trusted_keys`, not
@@ -29,13 +29,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{Keypair, PublicKey};
-use crate::protocol::rpc::Rejection;
-use crate::protocol::{
+use crate::store::{Store, StoreError};
+use sparebox_protocol::identity::{Keypair, PublicKey};
+use sparebox_protocol::rpc::Rejection;
+use sparebox_protocol::{
     Checks, DeploymentOffer, Envelope, Id, Message, Payment, PriceTerms, UsageCounters,
     UsageReport, Voucher,
 };
-use crate::store::{Store, StoreError};
 
 /// The payment terms of one paid agreement, kept in its agent record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +186,19 @@ pub struct HostBilling {
     http: reqwest::Client,
 }
 
+/// Why the host's billing could not be opened or could not queue a report.
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot build the HTTP client for usage reports: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    #[error("no randomness for a usage report id: {0}")]
+    Random(#[source] getrandom::Error),
+    #[error("cannot sign a usage report: {0}")]
+    Seal(#[from] sparebox_protocol::SealError),
+}
+
 fn db(op: &'static str) -> impl Fn(sled::Error) -> StoreError {
     move |source| StoreError::Op { op, source }
 }
@@ -209,16 +222,13 @@ impl HostBilling {
         key: Keypair,
         cfg: BillingConfig,
         store: &Store,
-    ) -> Result<HostBilling, StoreError> {
+    ) -> Result<HostBilling, BillingError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(20))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| StoreError::Op {
-                op: "build the HTTP client",
-                source: sled::Error::Unsupported(e.to_string()),
-            })?;
+            .map_err(BillingError::HttpClient)?;
         Ok(HostBilling {
             key,
             cfg,
@@ -295,7 +305,7 @@ impl HostBilling {
         counters: UsageCounters,
         running: bool,
         now: u64,
-    ) -> Result<Spend, StoreError> {
+    ) -> Result<Spend, BillingError> {
         let Subject {
             offer_id,
             deployer,
@@ -305,10 +315,7 @@ impl HostBilling {
         if last.seq == 0 || last.counters != counters {
             let report = UsageReport {
                 version: UsageReport::VERSION,
-                report_id: Id::random().map_err(|e| StoreError::Op {
-                    op: "random id",
-                    source: sled::Error::Unsupported(e.to_string()),
-                })?,
+                report_id: Id::random().map_err(BillingError::Random)?,
                 host: self.key.public(),
                 deployer,
                 offer_id,
@@ -319,10 +326,7 @@ impl HostBilling {
                 counters,
                 issued_at: now,
             };
-            let env = Envelope::seal(&report, &self.key).map_err(|e| StoreError::Op {
-                op: "sign usage report",
-                source: sled::Error::Unsupported(e.to_string()),
-            })?;
+            let env = Envelope::seal(&report, &self.key)?;
             let pending = Pending {
                 url: format!("{}/api/v1/usage", paid.market_url),
                 offer_id,
@@ -331,10 +335,7 @@ impl HostBilling {
                 next_at: now,
                 last_error: None,
             };
-            let json = serde_json::to_vec(&pending).map_err(|e| StoreError::Op {
-                op: "encode report",
-                source: sled::Error::Unsupported(e.to_string()),
-            })?;
+            let json = serde_json::to_vec(&pending).map_err(StoreError::encode("report"))?;
             self.outbox
                 .insert(outbox_key(&offer_id, report.seq), json)
                 .map_err(db("queue usage report"))?;
@@ -357,10 +358,7 @@ impl HostBilling {
         self.reported
             .insert(
                 offer_id.0,
-                serde_json::to_vec(&last).map_err(|e| StoreError::Op {
-                    op: "encode report state",
-                    source: sled::Error::Unsupported(e.to_string()),
-                })?,
+                serde_json::to_vec(&last).map_err(StoreError::encode("report state"))?,
             )
             .map_err(db("save report state"))?;
         self.outbox.flush().map_err(db("flush usage outbox"))?;
@@ -390,7 +388,7 @@ impl HostBilling {
     /// period (1 s in production).
     pub async fn run_sender(self, tick: Duration) {
         loop {
-            self.send_due(crate::protocol::now_secs()).await;
+            self.send_due(sparebox_protocol::now_secs()).await;
             tokio::time::sleep(tick).await;
         }
     }
@@ -580,7 +578,7 @@ mod tests {
         let seqs: Vec<u64> = got
             .iter()
             .map(|h| {
-                crate::protocol::open::<UsageReport>(&hex::decode(h).unwrap(), &Checks::at(300))
+                sparebox_protocol::open::<UsageReport>(&hex::decode(h).unwrap(), &Checks::at(300))
                     .unwrap()
                     .message
                     .seq

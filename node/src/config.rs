@@ -12,9 +12,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sparebox_service::logging::LogFormat;
 
-use crate::identity::{PublicKey, paths};
-use crate::protocol::RuntimeKind;
+use sparebox_protocol::RuntimeKind;
+use sparebox_protocol::identity::{PublicKey, paths};
 
 /// The commented default configuration, as printed by `sparebox config default`.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default.toml");
@@ -38,7 +39,7 @@ pub struct NodeConfig {
     pub direct: DirectConfig,
     /// Paid mode: the marketplaces whose vouchers this host accepts, and
     /// how usage is reported to them.
-    pub market: MarketConfig,
+    pub market: PaidModeConfig,
     /// The libp2p network.
     pub network: NetworkConfig,
     /// What this host offers: caps, runtimes, prices and labels.
@@ -229,17 +230,6 @@ impl Default for ApiConfig {
     }
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Human,
-    /// One JSON object per line.
-    Json,
-}
-
 /// Logging settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -271,7 +261,7 @@ pub struct AdmissionConfig {
 impl Default for AdmissionConfig {
     fn default() -> Self {
         AdmissionConfig {
-            max_clock_skew_secs: crate::protocol::DEFAULT_MAX_SKEW_SECS,
+            max_clock_skew_secs: sparebox_protocol::DEFAULT_MAX_SKEW_SECS,
         }
     }
 }
@@ -296,10 +286,11 @@ impl Default for DirectConfig {
     }
 }
 
-/// Paid mode settings.
+/// Paid mode settings: the `[market]` section (which marketplaces this host
+/// trusts, and how it reports usage to them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct MarketConfig {
+pub struct PaidModeConfig {
     /// Marketplace keys (PeerId or 64 hex digits) whose vouchers this host
     /// accepts. Default empty: voucher-paid offers are refused with
     /// `voucher_untrusted`. A marketplace shows its key at `/api/health`.
@@ -313,9 +304,9 @@ pub struct MarketConfig {
     pub warn_at_percent: u8,
 }
 
-impl Default for MarketConfig {
+impl Default for PaidModeConfig {
     fn default() -> Self {
-        MarketConfig {
+        PaidModeConfig {
             trusted_keys: Vec::new(),
             report_interval_secs: 60,
             warn_at_percent: 80,

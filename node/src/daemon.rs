@@ -18,20 +18,21 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::adverts::{self, AdvertIndex, Caps, Verdict};
 use crate::agents::{Agents, AgentsConfig, Policy};
 use crate::api::{self, ApiState};
 use crate::billing::BillingConfig;
+use crate::capacity::{self, Caps};
 use crate::config::NodeConfig;
-use crate::identity::{KeyError, Keypair, PublicKey};
 use crate::metrics::Metrics;
-use crate::network::{self, Client, Inbound, NetConfig, NetError};
-use crate::protocol::rpc::{
+use crate::store::{Store, StoreError};
+use sparebox_network::adverts::{AdvertIndex, Verdict};
+use sparebox_network::{self as network, Client, Inbound, NetConfig, NetError};
+use sparebox_protocol::identity::{KeyError, Keypair, PublicKey};
+use sparebox_protocol::rpc::{
     ArtifactRequest, ArtifactResponse, ControlRequest, ControlResponse, DeployRequest,
     DeployResponse, SyncResponse,
 };
-use crate::protocol::{RuntimeKind, RuntimeOffer, now_secs};
-use crate::store::{Store, StoreError};
+use sparebox_protocol::{RuntimeKind, RuntimeOffer, now_secs};
 
 /// Why the node could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,8 @@ pub enum NodeError {
     Runtime(#[from] sparebox_sandbox::RuntimeError),
     #[error("network: {0}")]
     Network(#[from] NetError),
+    #[error("agents: {0}")]
+    Agents(#[from] crate::agents::AgentError),
     #[error(
         "cannot listen on {addr}: {source} (is another node running? pick another with --api-addr)"
     )]
@@ -112,13 +115,26 @@ impl Inbound for NodeInbound {
     }
 }
 
+/// Why this host does not offer the OpenClaw runtime.
+#[derive(Debug, thiserror::Error)]
+enum ProcessUnavailable {
+    #[error(transparent)]
+    Install(#[from] sparebox_sandbox::process::openclaw::InstallError),
+    #[error("OpenClaw agents need an LLM endpoint: set [llm] base_url")]
+    NoLlm,
+    #[error("{0}; or set [openclaw] allow_monitor_and_kill = true (weaker: watchdog only)")]
+    NoCgroups(String),
+    #[error(transparent)]
+    Runtime(#[from] sparebox_sandbox::RuntimeError),
+}
+
 /// The OpenClaw process runtime, if this host can run it: a checked install,
 /// an LLM endpoint, and cgroups (or the explicit monitor-and-kill opt-in).
 fn process_runtime(
     config: &NodeConfig,
     data_dir: &Path,
     store: &Store,
-) -> Result<Arc<sparebox_sandbox::process::ProcessRuntime>, String> {
+) -> Result<Arc<sparebox_sandbox::process::ProcessRuntime>, ProcessUnavailable> {
     use sparebox_sandbox::process::{
         Enforcement, Gateway, ProcessConfig, ProcessRuntime, cgroup, openclaw,
     };
@@ -129,7 +145,7 @@ fn process_runtime(
         .unwrap_or_else(|| data_dir.join("openclaw"));
     let install = openclaw::Install::locate(&dir)?;
     let Some(base_url) = config.llm.base_url.clone() else {
-        return Err("OpenClaw agents need an LLM endpoint: set [llm] base_url".into());
+        return Err(ProcessUnavailable::NoLlm);
     };
     let enforcement = match cgroup::probe() {
         cgroup::CgroupSupport::Unavailable(why) => {
@@ -137,9 +153,7 @@ fn process_runtime(
                 tracing::warn!("{why}; running OpenClaw in monitor-and-kill mode (watchdog only)");
                 Enforcement::MonitorAndKill
             } else {
-                return Err(format!(
-                    "{why}; or set [openclaw] allow_monitor_and_kill = true (weaker: watchdog only)"
-                ));
+                return Err(ProcessUnavailable::NoCgroups(why));
             }
         }
         _ => Enforcement::Cgroups,
@@ -155,14 +169,14 @@ fn process_runtime(
     cfg.enforcement = enforcement;
     cfg.ready_timeout = Duration::from_secs(config.openclaw.ready_timeout_secs);
     cfg.watchdog_window = Duration::from_secs(config.openclaw.watchdog_window_secs);
-    ProcessRuntime::new(cfg, store.db())
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
+    Ok(Arc::new(ProcessRuntime::new(cfg, store.db())?))
 }
 
 /// A running node.
 #[derive(Debug)]
 pub struct Node {
+    /// What the HTTP API serves from, for [`Node::app`].
+    api: Arc<ApiState>,
     key: Keypair,
     store: Store,
     data_dir: PathBuf,
@@ -333,11 +347,12 @@ impl Node {
             net: net.clone(),
             caps,
         });
+        let api_state = state.clone();
         let (stop_api, stopped) = oneshot::channel::<()>();
         let api_task = tokio::spawn(async move {
             axum::serve(
                 listener,
-                api::app(state).into_make_service_with_connect_info::<SocketAddr>(),
+                api::app(api_state).into_make_service_with_connect_info::<SocketAddr>(),
             )
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
@@ -360,6 +375,7 @@ impl Node {
         let reports = tokio::spawn(agents.billing().clone().run_sender(Duration::from_secs(1)));
         tracing::info!(peer_id = %me, data_dir = %data_dir.display(), %api_addr, starts, restored, "node started");
         Ok(Node {
+            api: state,
             key,
             store,
             data_dir,
@@ -385,6 +401,11 @@ impl Node {
     }
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
+    }
+    /// The node's HTTP API as a router over its live state: what the
+    /// listener serves, for tests that send requests without a socket.
+    pub fn app(&self) -> axum::Router {
+        api::app(self.api.clone())
     }
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
@@ -477,12 +498,12 @@ async fn publish_adverts(
         let reserved = if agents.owner.accepting() {
             agents.reserved()
         } else {
-            adverts::Reserved {
+            capacity::Reserved {
                 resources: caps.resources,
                 agents: caps.agents,
             }
         };
-        match adverts::sign_advert(
+        match capacity::sign_advert(
             &key,
             &cfg,
             &caps,
@@ -561,20 +582,4 @@ fn create_private_dir(path: &Path) -> Result<(), NodeError> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
     }
     Ok(())
-}
-
-/// Installs SIGINT and SIGTERM handlers now and returns a future that
-/// resolves on the first of them. Install it *before* announcing the node, so
-/// a signal sent as soon as the banner appears is never lost to the default
-/// action (which would kill the process without flushing the store).
-pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = int.recv() => tracing::info!("SIGINT received, stopping"),
-            _ = term.recv() => tracing::info!("SIGTERM received, stopping"),
-        }
-    })
 }

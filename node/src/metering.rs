@@ -10,8 +10,8 @@
 //! - `memory_mib_secs`: the agent's reserved memory × running seconds;
 //! - `tokens` and `tasks`: LLM tokens used and tasks completed or failed.
 
-use crate::protocol::{Id, UsageCounters};
 use crate::store::{Store, StoreError};
+use sparebox_protocol::{Id, UsageCounters};
 
 /// The usage counters of every agreement on this node.
 #[derive(Debug, Clone)]
@@ -53,7 +53,7 @@ impl Meter {
                 c.memory_mib_secs = c.memory_mib_secs.saturating_add(delta.memory_mib_secs);
                 c.tokens = c.tokens.saturating_add(delta.tokens);
                 c.tasks = c.tasks.saturating_add(delta.tasks);
-                Some(crate::protocol::encode(&c))
+                Some(sparebox_protocol::encode(&c))
             })
             .map_err(op("update usage"))?;
         Ok(updated

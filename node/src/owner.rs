@@ -22,8 +22,8 @@ use std::sync::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::config::PricesConfig;
-use crate::protocol::rpc::{DeployRequest, DeployResponse};
-use crate::protocol::{DeploymentOffer, Envelope, Message, decode_canonical};
+use sparebox_protocol::rpc::{DeployRequest, DeployResponse};
+use sparebox_protocol::{DeploymentOffer, Envelope, Message, decode_canonical};
 
 /// How many offers the log keeps.
 pub const OFFER_LOG: usize = 100;
@@ -61,13 +61,15 @@ pub struct OfferRecord {
 impl OfferRecord {
     /// The record of `req` answered with `reply`. The offer is decoded
     /// without trusting it, only to show what it claimed.
-    pub fn new(req: &DeployRequest, reply: &DeployResponse, at: u64) -> OfferRecord {
+    pub fn new(
+        req: &DeployRequest,
+        reply: &DeployResponse,
+        name: Option<String>,
+        at: u64,
+    ) -> OfferRecord {
         let offer = Envelope::from_bytes(&req.offer, DeploymentOffer::max_envelope())
             .ok()
             .and_then(|e| decode_canonical::<DeploymentOffer>(&e.payload, "offer").ok());
-        let name = crate::spec::AgentSpec::parse(&req.spec, "(offer)")
-            .ok()
-            .map(|s| s.name);
         let (outcome, code, message, agent_id) = match reply {
             DeployResponse::Accepted { agent_id, .. } => {
                 ("accepted", None, None, Some(agent_id.clone()))
@@ -160,7 +162,7 @@ impl Owner {
 
     /// Whether an `Authorization` header carries the token (constant time).
     pub fn authorized(&self, header: Option<&str>) -> bool {
-        crate::api::bearer_matches(header, &self.token)
+        sparebox_protocol::token::bearer_matches(header, &self.token)
     }
 
     pub fn accepting(&self) -> bool {
@@ -258,11 +260,11 @@ mod tests {
             spec: "not a spec".into(),
         };
         for i in 0..(OFFER_LOG as u64 + 5) {
-            let reply = DeployResponse::Rejected(crate::protocol::rpc::Rejection::new(
+            let reply = DeployResponse::Rejected(sparebox_protocol::rpc::Rejection::new(
                 "malformed",
                 format!("offer {i}"),
             ));
-            o.record_offer(OfferRecord::new(&req, &reply, i));
+            o.record_offer(OfferRecord::new(&req, &reply, None, i));
         }
         let log = o.offers();
         assert_eq!(log.len(), OFFER_LOG);

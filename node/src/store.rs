@@ -32,6 +32,30 @@ pub enum StoreError {
         op: &'static str,
         source: sled::Error,
     },
+    #[error("database transaction `{op}` was aborted")]
+    Aborted { op: &'static str },
+    #[error("cannot encode {what} for the database: {source}")]
+    Encode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+}
+
+impl StoreError {
+    /// The error of a failed sled transaction that never aborts on purpose.
+    pub fn transaction(
+        op: &'static str,
+    ) -> impl Fn(sled::transaction::TransactionError<()>) -> StoreError {
+        move |e| match e {
+            sled::transaction::TransactionError::Storage(source) => StoreError::Op { op, source },
+            sled::transaction::TransactionError::Abort(()) => StoreError::Aborted { op },
+        }
+    }
+
+    /// The error of a value that could not be encoded as JSON.
+    pub fn encode(what: &'static str) -> impl Fn(serde_json::Error) -> StoreError {
+        move |source| StoreError::Encode { what, source }
+    }
 }
 
 /// The node's database.

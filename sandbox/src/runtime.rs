@@ -24,7 +24,7 @@ pub struct Capabilities {
 }
 
 /// Limits that apply to every task of one agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentLimits {
     /// Linear memory summed across all of a task's memories, in bytes.
     pub memory_bytes: usize,
@@ -60,7 +60,7 @@ impl Default for AgentLimits {
 }
 
 /// What an agent may use; everything else is denied.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentGrants {
     /// LLM models the agent may call.
     pub llm_models: Vec<String>,
@@ -82,7 +82,7 @@ pub enum Artifact {
 }
 
 /// What an OpenClaw agent is made of (from the spec's `[openclaw]`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenClawSettings {
     /// The model, as the host's LLM endpoint names it.
     pub model: String,
@@ -203,8 +203,43 @@ pub enum RuntimeError {
         op: &'static str,
         source: sled::Error,
     },
-    #[error("the runtime could not be set up: {0}")]
-    Setup(String),
+    #[error("the {runtime} runtime runs {runs}, not {got}")]
+    WrongArtifact {
+        runtime: &'static str,
+        runs: &'static str,
+        got: &'static str,
+    },
+    #[error("agent id `{0}` must be letters, digits, `-` and `_`")]
+    BadAgentId(AgentId),
+    #[error("memory limit {asked} bytes is over this host's per-agent maximum {max}")]
+    OverMemoryCap { asked: usize, max: usize },
+    #[error("{grant}: {reason}")]
+    BadGrant { grant: &'static str, reason: String },
+    #[error("workspace file name `{0}` must be a plain file name")]
+    BadFileName(String),
+    #[error("{why}; set process.allow_monitor_and_kill = true to run without cgroups (weaker)")]
+    NoCgroups { why: String },
+    #[error("cgroup {op}: {reason}")]
+    Cgroup { op: String, reason: String },
+    #[error("no free port for another agent")]
+    NoFreePort,
+    #[error("agent `{agent}` did not become ready: {state}")]
+    NotReady { agent: AgentId, state: String },
+    #[error("cannot build the {what} HTTP client: {source}")]
+    HttpClient {
+        what: &'static str,
+        source: reqwest::Error,
+    },
+    #[error("cannot set up the wasm engine ({op}): {reason}")]
+    Engine { op: &'static str, reason: String },
+    #[error("cannot link {what} into the host: {reason}")]
+    Linker { what: &'static str, reason: String },
+    #[error("cannot preopen the agent's directories: {0}")]
+    Preopen(String),
+    #[error("the {0} lock was poisoned by a panic")]
+    Poisoned(&'static str),
+    #[error("the runtime is shutting down")]
+    ShuttingDown,
 }
 
 impl RuntimeError {
@@ -230,7 +265,22 @@ impl RuntimeError {
             RuntimeError::Trap(_) => "trap",
             RuntimeError::Io { .. } => "io",
             RuntimeError::Storage { .. } => "storage",
-            RuntimeError::Setup(_) => "setup",
+            // Set-up failures keep the one code they have always had.
+            RuntimeError::WrongArtifact { .. }
+            | RuntimeError::BadAgentId(_)
+            | RuntimeError::OverMemoryCap { .. }
+            | RuntimeError::BadGrant { .. }
+            | RuntimeError::BadFileName(_)
+            | RuntimeError::NoCgroups { .. }
+            | RuntimeError::Cgroup { .. }
+            | RuntimeError::NoFreePort
+            | RuntimeError::NotReady { .. }
+            | RuntimeError::HttpClient { .. }
+            | RuntimeError::Engine { .. }
+            | RuntimeError::Linker { .. }
+            | RuntimeError::Preopen(_)
+            | RuntimeError::Poisoned(_)
+            | RuntimeError::ShuttingDown => "setup",
         }
     }
 }

@@ -4,8 +4,6 @@
 //! 10–30 s to become ready on 2 cores.
 #![allow(clippy::unwrap_used)] // test file: a failed unwrap is a failed test
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +23,7 @@ fn install() -> Install {
 async fn openclaw_agent_answers_through_its_gateway_and_survives_stop_and_restart() {
     let install = install();
     assert_eq!(install.version, "2026.9.6");
-    let (llm_url, seen) = support::fake_llm("hello from the fake model").await;
+    let (llm_url, seen) = sparebox_testkit::fake_llm("hello from the fake model").await;
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = ProcessConfig::new(
         dir.path().join("rt"),

@@ -154,7 +154,7 @@ fn next_id(s: &Shared, prefix: &str) -> String {
 }
 
 fn now() -> i64 {
-    i64::try_from(sparebox_node::protocol::now_secs()).unwrap_or(0)
+    i64::try_from(sparebox_protocol::now_secs()).unwrap_or(0)
 }
 
 fn require(

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 pub mod browser;
-pub mod fake_llm;
 pub mod fake_stripe;
 pub mod market;
 
@@ -102,13 +101,13 @@ fn workspace_bin(name: &str) -> std::path::PathBuf {
 #[derive(Debug)]
 pub struct Deployer {
     pub home: tempfile::TempDir,
-    pub key: sparebox_node::identity::Keypair,
+    pub key: sparebox_protocol::identity::Keypair,
 }
 
 impl Deployer {
     pub fn new() -> anyhow::Result<Deployer> {
         let home = tempfile::tempdir()?;
-        let key = sparebox_node::identity::Keypair::generate()?;
+        let key = sparebox_protocol::identity::Keypair::generate()?;
         key.save(&home.path().join("data/sparebox/keys/deployer.key"), false)?;
         Ok(Deployer { home, key })
     }
@@ -161,11 +160,11 @@ where
 /// A direct (free) offer from `deployer` to `host` for `spec`, valid for
 /// ten minutes, with a fresh id and nonce.
 pub fn direct_offer(
-    deployer: &sparebox_node::identity::Keypair,
-    host: sparebox_node::identity::PublicKey,
-    spec: &sparebox_node::spec::ResolvedSpec,
-) -> sparebox_node::protocol::DeploymentOffer {
-    use sparebox_node::protocol::{DeploymentOffer, Id, Message, Payment, PriceTerms, now_secs};
+    deployer: &sparebox_protocol::identity::Keypair,
+    host: sparebox_protocol::identity::PublicKey,
+    spec: &sparebox_protocol::spec::ResolvedSpec,
+) -> sparebox_protocol::DeploymentOffer {
+    use sparebox_protocol::{DeploymentOffer, Id, Message, Payment, PriceTerms, now_secs};
     let now = now_secs();
     DeploymentOffer {
         version: DeploymentOffer::VERSION,

@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sparebox_market::service::{self, BillingMode, Market, MarketConfig};
+use sparebox_market::config::{BillingMode, MarketConfig};
+use sparebox_market::service::{self, Market};
 use sparebox_market::stripe::StripeConfig;
-use sparebox_node::identity::Keypair;
-use sparebox_node::protocol::{Envelope, KeyProof, Message, ProofPurpose, now_secs};
+use sparebox_protocol::identity::Keypair;
+use sparebox_protocol::{Envelope, KeyProof, Message, ProofPurpose, now_secs};
 
 use crate::fake_stripe::{FakeStripe, SECRET_KEY, WEBHOOK_SECRET};
 
@@ -127,7 +128,7 @@ impl User {
     pub async fn prove(
         &self,
         key: &Keypair,
-        market: sparebox_node::identity::PublicKey,
+        market: sparebox_protocol::identity::PublicKey,
         purpose: ProofPurpose,
     ) -> (u16, Value) {
         let (st, c) = self

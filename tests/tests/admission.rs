@@ -6,18 +6,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sparebox_node::adverts::AdvertIndex;
-use sparebox_node::identity::{Keypair, PublicKey};
-use sparebox_node::network::Client;
-use sparebox_node::network::light::{self, Light};
-use sparebox_node::protocol::rpc::{
-    ControlRequest, ControlResponse, DeployRequest, DeployResponse,
-};
-use sparebox_node::protocol::{
+use sparebox_network::Client;
+use sparebox_network::adverts::AdvertIndex;
+use sparebox_network::light::{self, Light};
+use sparebox_protocol::identity::{Keypair, PublicKey};
+use sparebox_protocol::rpc::{ControlRequest, ControlResponse, DeployRequest, DeployResponse};
+use sparebox_protocol::spec::{AgentSpec, ResolvedSpec};
+use sparebox_protocol::{
     CapacityAdvert, ControlAction, ControlCommand, DeploymentOffer, Envelope, Id, Message,
     PriceList, Resources, RuntimeKind, RuntimeOffer, now_secs, sha256,
 };
-use sparebox_node::spec::{AgentSpec, ResolvedSpec};
 use sparebox_tests::{TestNode, direct_offer, eventually, repo_root, spawn_node_with, within};
 
 /// The echo spec (with `memory_mib` replaced), resolved, and its component.
@@ -258,7 +256,7 @@ async fn rejection_matrix() {
             usize::MAX,
         )
         .unwrap();
-        unsigned.signature = sparebox_node::protocol::SignatureBytes([0u8; 64]);
+        unsigned.signature = sparebox_protocol::SignatureBytes([0u8; 64]);
         match rig.control(unsigned.to_bytes()).await {
             ControlResponse::Rejected(r) => assert_eq!(r.code, "bad_signature"),
             other => panic!("{other:?}"),

@@ -8,13 +8,13 @@ use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sparebox_node::adverts::Verdict;
-use sparebox_node::identity::{Keypair, PublicKey};
-use sparebox_node::network::light::{self, Light};
-use sparebox_node::network::{self, Inbound, NetConfig};
-use sparebox_node::protocol::rpc::*;
-use sparebox_node::protocol::{Envelope, sha256};
-use sparebox_node::spec::AgentSpec;
+use sparebox_network::adverts::Verdict;
+use sparebox_network::light::{self, Light};
+use sparebox_network::{self as network, Inbound, NetConfig};
+use sparebox_protocol::identity::{Keypair, PublicKey};
+use sparebox_protocol::rpc::*;
+use sparebox_protocol::spec::AgentSpec;
+use sparebox_protocol::{Envelope, sha256};
 use sparebox_tests::{direct_offer, eventually, repo_root, sparebox_bin, within};
 
 /// A deployer that accepts the host's artifact requests and never answers.

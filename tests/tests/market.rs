@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sparebox_market::service::BillingMode;
+use sparebox_market::config::BillingMode;
 use sparebox_tests::fake_stripe::{self, FakeStripe, WEBHOOK_SECRET};
 use sparebox_tests::market::{User, market_config, paid_host, start_market};
 use sparebox_tests::{Deployer, eventually, repo_root, spawn_node_with, within};
 
 fn now() -> i64 {
-    i64::try_from(sparebox_node::protocol::now_secs()).unwrap()
+    i64::try_from(sparebox_protocol::now_secs()).unwrap()
 }
 
 /// Buys `cents` of credit: Checkout through the fake Stripe, then the signed
@@ -176,8 +176,8 @@ async fn full_money_flow_card_to_voucher_to_usage_to_payout() {
         // Bad reports over HTTP: a forged one (signed by another key) and
         // an old one replayed after newer ones, each with a clear code.
         let forged = {
-            use sparebox_node::protocol::{Envelope, Id, Message, UsageCounters, UsageReport};
-            let mallory = sparebox_node::identity::Keypair::generate().unwrap();
+            use sparebox_protocol::{Envelope, Id, Message, UsageCounters, UsageReport};
+            let mallory = sparebox_protocol::identity::Keypair::generate().unwrap();
             let r = UsageReport {
                 version: UsageReport::VERSION,
                 report_id: Id::random().unwrap(),
@@ -192,7 +192,7 @@ async fn full_money_flow_card_to_voucher_to_usage_to_payout() {
                     wall_secs: 999_999,
                     ..Default::default()
                 },
-                issued_at: sparebox_node::protocol::now_secs(),
+                issued_at: sparebox_protocol::now_secs(),
             };
             hex::encode(Envelope::seal(&r, &mallory).unwrap().to_bytes())
         };
@@ -394,9 +394,9 @@ async fn bad_webhooks_are_refused_and_money_moves_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vouchers_from_untrusted_or_expired_markets_are_refused_by_the_node() {
-    use sparebox_node::identity::Keypair;
-    use sparebox_node::protocol::rpc::{DeployRequest, DeployResponse};
-    use sparebox_node::protocol::{Envelope, Id, Message, Payment, PriceTerms, Voucher, now_secs};
+    use sparebox_protocol::identity::Keypair;
+    use sparebox_protocol::rpc::{DeployRequest, DeployResponse};
+    use sparebox_protocol::{Envelope, Id, Message, Payment, PriceTerms, Voucher, now_secs};
     within(Duration::from_secs(60), async {
         let trusted = Keypair::from_seed([41; 32]);
         let stranger = Keypair::from_seed([42; 32]);
@@ -408,7 +408,7 @@ async fn vouchers_from_untrusted_or_expired_markets_are_refused_by_the_node() {
         .unwrap();
         let deployer = Keypair::from_seed([43; 32]);
         let spec_path = repo_root().join("examples/specs/echo-wasi.toml");
-        let parsed = sparebox_node::spec::AgentSpec::load(&spec_path).unwrap();
+        let parsed = sparebox_protocol::spec::AgentSpec::load(&spec_path).unwrap();
         let (spec, _) = parsed.resolve(spec_path.parent().unwrap()).unwrap();
         let now = now_secs();
         let voucher = |market: &Keypair, issued: u64, expires: u64, cap: u64| {

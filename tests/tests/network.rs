@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sparebox_node::identity::PublicKey;
+use sparebox_protocol::identity::PublicKey;
 use sparebox_tests::{
     Deployer, eventually, repo_root, restart, spawn_node_with, wait_task, within,
 };

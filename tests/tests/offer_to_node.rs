@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use sparebox_market::protocol::{
+use sparebox_protocol::identity::Keypair;
+use sparebox_protocol::{
     Checks, DeploymentOffer, Digest, Envelope, Id, Payment, PriceTerms, ResourceRequest,
     RuntimeKind, now_secs, open,
 };
-use sparebox_node::identity::Keypair;
 use sparebox_tests::{spawn_node, within};
 
 #[tokio::test]
@@ -23,7 +23,7 @@ async fn offer_addressed_to_a_live_node_verifies_only_for_that_node() {
             .json()
             .await
             .unwrap();
-        let host: sparebox_node::identity::PublicKey =
+        let host: sparebox_protocol::identity::PublicKey =
             health["peerId"].as_str().unwrap().parse().unwrap();
         assert_eq!(host, a.node.public_key());
 

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use sparebox_node::protocol::RuntimeKind;
-use sparebox_tests::fake_llm::fake_llm;
+use sparebox_protocol::RuntimeKind;
+use sparebox_testkit::fake_llm;
 use sparebox_tests::{Deployer, repo_root, spawn_node_with, wait_task, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,15 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sparebox_node::identity::Keypair;
-use sparebox_node::network::light::{self, Light};
-use sparebox_node::protocol::rpc::{
-    ControlRequest, ControlResponse, DeployRequest, DeployResponse,
-};
-use sparebox_node::protocol::{
-    ControlAction, ControlCommand, Envelope, Id, Message, now_secs, sha256,
-};
-use sparebox_node::spec::{AgentSpec, Schedule};
+use sparebox_network::light::{self, Light};
+use sparebox_protocol::identity::Keypair;
+use sparebox_protocol::rpc::{ControlRequest, ControlResponse, DeployRequest, DeployResponse};
+use sparebox_protocol::spec::{AgentSpec, Schedule};
+use sparebox_protocol::{ControlAction, ControlCommand, Envelope, Id, Message, now_secs, sha256};
 use sparebox_tests::{direct_offer, repo_root, restart, spawn_node_with, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

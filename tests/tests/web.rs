@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use sparebox_market::service::BillingMode;
+use sparebox_market::config::BillingMode;
 use sparebox_tests::browser::Browser;
 use sparebox_tests::fake_stripe::FakeStripe;
 use sparebox_tests::market::{market_config, paid_host, start_market};

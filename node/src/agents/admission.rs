@@ -1,14 +1,17 @@
-//! The checks an offer must pass before the host runs it (DESIGN.md,
-//! "Identity and signatures"). Each failure is a [`Rejection`] with a stable
-//! reason code, which the CLI prints.
+//! The checks an offer must pass before the host runs it (docs/design.md,
+//! "Trust zones"). Each failure is a [`Rejection`] with a stable reason
+//! code, which the CLI prints. An offer that passes is resolved, once, into
+//! the [`AgentPlan`] the runtime is given; nothing parses the spec again.
 
-use crate::adverts::{Caps, Reserved};
 use crate::billing::{Paid, check_voucher};
+use crate::capacity::{Caps, Reserved};
 use crate::config::PricesConfig;
-use crate::identity::PublicKey;
-use crate::protocol::rpc::Rejection;
-use crate::protocol::{Checks, DeploymentOffer, Payment, RuntimeKind, Verified, open};
-use crate::spec::ResolvedSpec;
+use serde::{Deserialize, Serialize};
+use sparebox_protocol::identity::PublicKey;
+use sparebox_protocol::rpc::Rejection;
+use sparebox_protocol::spec::{AgentSpec, ResolvedSpec};
+use sparebox_protocol::{Checks, DeploymentOffer, Payment, RuntimeKind, Verified, open};
+use sparebox_sandbox::{AgentGrants, AgentLimits, OpenClawSettings};
 
 /// The host's admission policy.
 #[derive(Debug, Clone)]
@@ -24,12 +27,59 @@ pub struct Policy {
     pub trusted_markets: Vec<PublicKey>,
 }
 
+/// What an agent's spec resolves to for the runtime: its limits, its
+/// grants and (for process agents) its OpenClaw profile. Made once, at
+/// admission (or when a WASI agent's config is updated), and kept in the
+/// agent's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentPlan {
+    pub limits: AgentLimits,
+    pub grants: AgentGrants,
+    /// The OpenClaw profile; `None` for WASI agents.
+    #[serde(default)]
+    pub openclaw: Option<OpenClawSettings>,
+}
+
+impl AgentPlan {
+    /// The plan for a (validated) spec.
+    pub fn from_spec(spec: &AgentSpec) -> AgentPlan {
+        let limits = AgentLimits {
+            memory_bytes: (spec.resources.memory_mib as usize) << 20,
+            task_timeout: spec.resources.task_timeout,
+            ..AgentLimits::default()
+        };
+        let grants = AgentGrants {
+            llm_models: spec.grants.llm_models.clone(),
+            kv_max_bytes: spec.grants.kv.max_bytes,
+            kv_max_keys: u64::from(spec.grants.kv.max_keys),
+            outbound_hosts: spec.grants.outbound_hosts.clone(),
+        };
+        let openclaw = spec.openclaw.as_ref().map(|oc| OpenClawSettings {
+            model: oc.model.clone(),
+            system_prompt: oc.system_prompt.clone(),
+            files: oc
+                .files
+                .iter()
+                .map(|(k, v)| (k.clone(), v.content.clone().unwrap_or_default()))
+                .collect(),
+            tools: spec.grants.tools.clone(),
+        });
+        AgentPlan {
+            limits,
+            grants,
+            openclaw,
+        }
+    }
+}
+
 /// An offer that passed every check that does not need state: signature,
 /// audience, time, spec, runtime, price and payment.
 #[derive(Debug)]
 pub struct Admitted {
     pub offer: Verified<DeploymentOffer>,
     pub spec: ResolvedSpec,
+    /// The spec resolved into the runtime's inputs.
+    pub plan: AgentPlan,
     /// The payment terms and the voucher's cap, for voucher-paid offers.
     pub paid: Option<(Paid, u64)>,
 }
@@ -49,14 +99,39 @@ impl Policy {
         now: u64,
         prices: &PricesConfig,
     ) -> Result<Admitted, Rejection> {
+        let (verified, spec) = self.verify(offer, spec, now)?;
+        self.judge(verified, spec, now, prices)
+    }
+
+    /// The first half of a check: the offer's signature, audience and time,
+    /// and the spec document against the offer's sha256. What passes is
+    /// authentic; whether this host takes it is [`Policy::judge`]'s call.
+    pub fn verify(
+        &self,
+        offer: &[u8],
+        spec: &str,
+        now: u64,
+    ) -> Result<(Verified<DeploymentOffer>, ResolvedSpec), Rejection> {
         let checks = Checks::at(now)
             .with_max_skew(self.max_skew_secs)
             .with_audience(self.me);
         let verified = open::<DeploymentOffer>(offer, &checks)
             .map_err(|e| Rejection::new(e.code(), e.to_string()))?;
-        let o = &verified.message;
-        let spec = ResolvedSpec::from_document(spec, &o.spec_sha256)
+        let spec = ResolvedSpec::from_document(spec, &verified.message.spec_sha256)
             .map_err(|e| Rejection::new("spec_mismatch", e.to_string()))?;
+        Ok((verified, spec))
+    }
+
+    /// The second half: runtime, price and payment against this host's
+    /// policy at `prices`.
+    pub fn judge(
+        &self,
+        verified: Verified<DeploymentOffer>,
+        spec: ResolvedSpec,
+        now: u64,
+        prices: &PricesConfig,
+    ) -> Result<Admitted, Rejection> {
+        let o = &verified.message;
         if spec.spec.runtime != o.runtime || spec.spec.resource_request() != o.resources {
             return Err(Rejection::new(
                 "spec_mismatch",
@@ -112,6 +187,7 @@ impl Policy {
         let paid = check_voucher(&self.trusted_markets, o, now, self.max_skew_secs)?;
         Ok(Admitted {
             offer: verified,
+            plan: AgentPlan::from_spec(&spec.spec),
             spec,
             paid,
         })
@@ -119,7 +195,7 @@ impl Policy {
 
     /// Whether `want` fits beside what is already reserved.
     pub fn fits(&self, reserved: &Reserved, offer: &DeploymentOffer) -> Result<(), Rejection> {
-        let (free, slots) = crate::adverts::free(&self.caps, reserved);
+        let (free, slots) = crate::capacity::free(&self.caps, reserved);
         let want = offer.resources.resources;
         let mut short = Vec::new();
         if slots == 0 {

@@ -10,10 +10,12 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::files;
-use crate::identity::{Keypair, PublicKey, paths};
-use crate::network::light::{self as net, Light};
-use crate::protocol::rpc::{ControlRequest, ControlResponse};
-use crate::protocol::{ControlAction, ControlCommand, Envelope, Id, Message, now_secs};
+use sparebox_network::addr::with_peer_id;
+use sparebox_network::light::{self as net, Light};
+use sparebox_protocol::build::{self, CommandTarget};
+use sparebox_protocol::identity::{Keypair, PublicKey, paths};
+use sparebox_protocol::rpc::{ControlRequest, ControlResponse};
+use sparebox_protocol::{ControlAction, Envelope, Id, now_secs};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AgentsCommand {
@@ -88,7 +90,7 @@ pub fn run(cmd: AgentsCommand) -> anyhow::Result<ExitCode> {
         AgentsCommand::Undeploy(t) => (t, ControlAction::Undeploy),
         AgentsCommand::Logs { target, tail } => (target, ControlAction::Logs { tail }),
         AgentsCommand::Update { target, spec } => {
-            let parsed = crate::spec::AgentSpec::load(&spec)?;
+            let parsed = sparebox_protocol::spec::AgentSpec::load(&spec)?;
             let base = spec.parent().unwrap_or_else(|| std::path::Path::new("."));
             let (resolved, _) = parsed.resolve(base)?;
             (
@@ -146,36 +148,26 @@ fn list(json: bool) -> anyhow::Result<ExitCode> {
 fn control(target: Target, action: ControlAction) -> anyhow::Result<ExitCode> {
     let mut file = files::load_agent(&target.id)?;
     let moved = target.addr.is_some();
-    if let Some(a) = &target.addr {
-        file.addr = if a.contains("/p2p/") {
-            a.clone()
-        } else {
-            format!("{a}/p2p/{}", file.host)
-        };
-    }
-    let key = Keypair::load(&target.key.clone().unwrap_or_else(paths::deployer_key))?;
     let host: PublicKey = file
         .host
         .parse()
         .with_context(|| format!("agent file for {} has a bad host", file.agent_id))?;
+    if let Some(a) = &target.addr {
+        file.addr = with_peer_id(a, &host);
+    }
+    let key = Keypair::load(&target.key.clone().unwrap_or_else(paths::deployer_key))?;
     let mut offer_id = [0u8; 16];
     hex::decode_to_slice(&file.offer_id, &mut offer_id)
         .with_context(|| format!("agent file for {} has a bad offer id", file.agent_id))?;
-    let now = now_secs();
     let name = action.name();
     let is_undeploy = matches!(action, ControlAction::Undeploy);
-    let cmd = ControlCommand {
-        version: ControlCommand::VERSION,
-        command_id: Id::random()?,
+    let addressee = CommandTarget {
         deployer: key.public(),
         host,
         offer_id: Id(offer_id),
         agent_id: file.agent_id.clone(),
-        issued_at: now,
-        expires_at: now + 300,
-        nonce: Id::random()?,
-        action,
     };
+    let cmd = build::control_command(addressee, action, 300, now_secs())?;
     let env = Envelope::seal(&cmd, &key)?;
     let rt = tokio::runtime::Runtime::new()?;
     let reply = rt.block_on(async {

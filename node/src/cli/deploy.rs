@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::files::{self, AgentFile};
+use super::files;
 use super::offer::{self, Prices};
-use crate::identity::{Keypair, PublicKey, paths};
-use crate::network::light::{self as net, Light};
-use crate::protocol::rpc::{DeployRequest, DeployResponse};
-use crate::protocol::{Agreement, Checks, open, sha256};
+use sparebox_network::addr::with_peer_id;
+use sparebox_network::light::{self as net, Light};
+use sparebox_protocol::files::{AGENT_FORMAT, AgentFile};
+use sparebox_protocol::identity::{Keypair, PublicKey, paths};
+use sparebox_protocol::rpc::{DeployRequest, DeployResponse};
+use sparebox_protocol::{Agreement, Checks, open, sha256};
 
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
@@ -55,14 +57,6 @@ pub struct DeployArgs {
     json: bool,
 }
 
-fn with_p2p(addr: &str, host: &PublicKey) -> String {
-    if addr.contains("/p2p/") {
-        addr.to_string()
-    } else {
-        format!("{}/p2p/{}", addr.trim_end_matches('/'), host.to_peer_id())
-    }
-}
-
 pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let key = Keypair::load(&args.key.clone().unwrap_or_else(paths::deployer_key))?;
     let signed = offer::sign(
@@ -84,14 +78,14 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let addr = match &args.addr {
-            Some(a) => with_p2p(a, &args.host),
+            Some(a) => with_peer_id(a, &args.host),
             None => {
                 let hosts = super::hosts::collect(args.bootstrap.clone(), Duration::from_secs(5)).await?;
                 let peer = args.host.to_string();
                 let Some(h) = hosts.into_iter().find(|h| h.peer_id == peer) else {
                     bail!("host {peer} not found on the network; pass its address with --addr");
                 };
-                let Some(a) = h.addresses.into_iter().find(|a| !a.contains("/ip4/0.0.0.0/")) else {
+                let Some(a) = h.dial_addr() else {
                     bail!("host {peer} advertises no address; pass one with --addr");
                 };
                 a
@@ -155,7 +149,7 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
                     bail!("the host's agreement does not match the offer [agreement_mismatch]");
                 }
                 let file = AgentFile {
-                    format: files::AGENT_FORMAT.into(),
+                    format: AGENT_FORMAT.into(),
                     agent_id: agent_id.clone(),
                     name: signed.resolved.spec.name.clone(),
                     host: args.host.to_string(),

@@ -1,64 +1,16 @@
-//! The CLI's signed-file formats: JSON with the envelope's wire bytes in hex,
-//! so files are readable, diffable and safe to paste.
-//!
-//! - offer file: `{"format": "sparebox-offer/1", "offer": HEX, "spec": TOML}`
-//! - voucher file: `{"format": "sparebox-voucher/1", "voucher": HEX}`
+//! Reading and writing the signed files of [`sparebox_protocol::files`] on
+//! the deployer's machine.
 
 use std::path::Path;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{Envelope, Message};
-
-pub const OFFER_FORMAT: &str = "sparebox-offer/1";
-pub const VOUCHER_FORMAT: &str = "sparebox-voucher/1";
-pub const AGENT_FORMAT: &str = "sparebox-agent/1";
-/// Largest signed file read, in bytes.
-const MAX_FILE: u64 = 1024 * 1024;
-
-/// A signed offer with the spec document it commits to.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OfferFile {
-    pub format: String,
-    /// Hex of the offer envelope's wire bytes.
-    pub offer: String,
-    /// The resolved spec document; its sha256 is the offer's `spec_sha256`.
-    pub spec: String,
-}
-
-/// A signed voucher.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VoucherFile {
-    pub format: String,
-    pub voucher: String,
-}
-
-/// What the CLI keeps about an agent it deployed, in
-/// `$XDG_DATA_HOME/sparebox/deployer/agents/<agent-id>.json` (mode 0600: it
-/// holds the agent's bearer token).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AgentFile {
-    pub format: String,
-    pub agent_id: String,
-    pub name: String,
-    /// The host's PeerId.
-    pub host: String,
-    /// A multiaddr the host was reached at.
-    pub addr: String,
-    pub offer_id: String,
-    /// Hex of the host-signed agreement envelope.
-    pub agreement: String,
-    pub api_url: String,
-    pub token: String,
-    pub created_at: u64,
-}
+use sparebox_protocol::files::{self, AgentFile, MAX_FILE};
+use sparebox_protocol::{Envelope, Message};
 
 pub fn agents_dir() -> std::path::PathBuf {
-    crate::identity::paths::deployer_state().join("agents")
+    sparebox_protocol::identity::paths::deployer_state().join("agents")
 }
 
 /// Saves an agent file with mode 0600.
@@ -128,10 +80,7 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, what: &str) -> anyho
 
 /// Decodes a hex envelope field, capped at `M`'s envelope size.
 pub fn envelope_from_hex<M: Message>(hex_text: &str, path: &Path) -> anyhow::Result<Envelope> {
-    let bytes = hex::decode(hex_text.trim())
-        .with_context(|| format!("{}: the {} field is not hex", path.display(), M::NAME))?;
-    Envelope::from_bytes(&bytes, M::max_envelope())
-        .with_context(|| format!("{}: cannot read the {}", path.display(), M::NAME))
+    files::envelope_from_hex::<M>(hex_text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// Writes `value` as pretty JSON to `path`, refusing to overwrite unless `force`.

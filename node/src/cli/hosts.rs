@@ -4,10 +4,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::adverts::{AdvertIndex, AdvertView};
-use crate::protocol::{RuntimeKind, now_secs};
+use sparebox_network::adverts::{AdvertIndex, AdvertView};
+use sparebox_protocol::{RuntimeKind, now_secs};
 
-use crate::network::light::{self as net, Light};
+use sparebox_network::light::{self as net, Light};
 
 #[derive(Debug, clap::Args)]
 pub struct HostsArgs {

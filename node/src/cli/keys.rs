@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::identity::{Keypair, paths};
+use sparebox_protocol::identity::{Keypair, paths};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum KeysCommand {

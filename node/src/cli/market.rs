@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::files::{self, VoucherFile};
+use super::files;
 use crate::config::NodeConfig;
-use crate::identity::{Keypair, PublicKey, paths};
-use crate::protocol::{Envelope, Id, KeyProof, Message, ProofPurpose, VoucherRequest, now_secs};
+use sparebox_protocol::build;
+use sparebox_protocol::files::{VOUCHER_FORMAT, VoucherFile};
+use sparebox_protocol::identity::{Keypair, PublicKey, paths};
+use sparebox_protocol::{Envelope, ProofPurpose, now_secs};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum MarketCommand {
@@ -139,16 +141,7 @@ async fn prove(
 ) -> anyhow::Result<serde_json::Value> {
     let http = reqwest::Client::new();
     let market_pk = market_key(&http, market).await?;
-    let now = now_secs();
-    let proof = KeyProof {
-        version: KeyProof::VERSION,
-        key: key.public(),
-        market: market_pk,
-        purpose,
-        challenge: challenge.trim().to_string(),
-        issued_at: now,
-        expires_at: now + 600,
-    };
+    let proof = build::key_proof(key.public(), market_pk, purpose, challenge, 600, now_secs())?;
     let env = Envelope::seal(&proof, key)?;
     let route = match purpose {
         ProofPurpose::LinkNode => "nodes",
@@ -232,18 +225,15 @@ pub fn run_voucher(cmd: VoucherCommand) -> anyhow::Result<ExitCode> {
             let v = rt.block_on(async {
                 let http = reqwest::Client::new();
                 let market_pk = market_key(&http, &market).await?;
-                let now = now_secs();
-                let req = VoucherRequest {
-                    version: VoucherRequest::VERSION,
-                    request_id: Id::random()?,
-                    deployer: key.public(),
-                    market: market_pk,
-                    cap_cents: cap,
-                    currency: "usd".into(),
-                    lifetime_secs: ttl.as_secs(),
-                    issued_at: now,
-                    expires_at: now + 300,
-                };
+                let req = build::voucher_request(
+                    key.public(),
+                    market_pk,
+                    cap,
+                    "usd",
+                    ttl.as_secs(),
+                    300,
+                    now_secs(),
+                )?;
                 let env = Envelope::seal(&req, &key)?;
                 post(
                     &http,
@@ -258,7 +248,7 @@ pub fn run_voucher(cmd: VoucherCommand) -> anyhow::Result<ExitCode> {
             files::write_json(
                 &out,
                 &VoucherFile {
-                    format: files::VOUCHER_FORMAT.into(),
+                    format: VOUCHER_FORMAT.into(),
                     voucher: voucher.into(),
                 },
                 force,

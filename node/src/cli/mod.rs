@@ -6,7 +6,6 @@ mod deploy;
 pub mod files;
 mod hosts;
 mod keys;
-pub mod logging;
 mod market;
 mod node;
 mod offer;
@@ -18,7 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::LogFormat;
+use sparebox_service::logging::LogFormat;
 
 /// Sparebox: run AI agents on spare machines, peer to peer.
 #[derive(Debug, Parser)]
@@ -98,39 +97,39 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Node(args) => node::run(args, cli.log_format),
         Command::Hosts(args) => {
-            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            sparebox_service::logging::init(cli.log_format.unwrap_or_default(), "warn");
             hosts::run(args)
         }
         Command::Deploy(args) => {
-            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            sparebox_service::logging::init(cli.log_format.unwrap_or_default(), "warn");
             deploy::run(args)
         }
         Command::Agents(cmd) => {
-            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            sparebox_service::logging::init(cli.log_format.unwrap_or_default(), "warn");
             agents::run(cmd)
         }
         Command::Openclaw(cmd) => {
-            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            sparebox_service::logging::init(cli.log_format.unwrap_or_default(), "warn");
             openclaw::run(cmd)
         }
         Command::Keys(cmd) => {
-            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            sparebox_service::logging::init(cli.log_format.unwrap_or_default(), "warn");
             keys::run(cmd)
         }
         Command::Spec(cmd) => {
-            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            sparebox_service::logging::init(cli.log_format.unwrap_or_default(), "warn");
             spec::run(cmd)
         }
         Command::Offer(cmd) => {
-            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            sparebox_service::logging::init(cli.log_format.unwrap_or_default(), "warn");
             offer::run(cmd)
         }
         Command::Market(cmd) => {
-            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            sparebox_service::logging::init(cli.log_format.unwrap_or_default(), "warn");
             market::run_market(cmd)
         }
         Command::Voucher(cmd) => {
-            logging::init(cli.log_format.unwrap_or_default(), "warn");
+            sparebox_service::logging::init(cli.log_format.unwrap_or_default(), "warn");
             market::run_voucher(cmd)
         }
         Command::Config(ConfigCommand::Default) => {

@@ -8,8 +8,10 @@ use std::io::Write as _;
 
 use anyhow::Context;
 
-use crate::config::{LogFormat, NodeConfig};
-use crate::daemon::{Node, shutdown_signal};
+use crate::config::NodeConfig;
+use crate::daemon::Node;
+use sparebox_service::logging::LogFormat;
+use sparebox_service::shutdown_signal;
 
 #[derive(Debug, clap::Args)]
 pub struct NodeArgs {
@@ -62,7 +64,7 @@ pub fn run(args: NodeArgs, log_format: Option<LogFormat>) -> anyhow::Result<Exit
     if let Some(f) = log_format {
         config.log.format = f;
     }
-    super::logging::init(config.log.format, &config.log.filter);
+    sparebox_service::logging::init(config.log.format, &config.log.filter);
     if let Some(p) = &used {
         tracing::info!(config = %p.display(), "loaded config");
     }

@@ -6,12 +6,14 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 
-use super::files::{self, OfferFile, VoucherFile};
-use crate::identity::{Keypair, PublicKey, paths};
-use crate::protocol::{
-    Checks, DeploymentOffer, Envelope, Id, Message, Payment, PriceTerms, Voucher, now_secs,
+use super::files;
+use sparebox_protocol::build::{self, OfferTerms};
+use sparebox_protocol::files::{OFFER_FORMAT, OfferFile, VOUCHER_FORMAT, VoucherFile};
+use sparebox_protocol::identity::{Keypair, PublicKey, paths};
+use sparebox_protocol::spec::{AgentSpec, ResolvedSpec};
+use sparebox_protocol::{
+    Checks, DeploymentOffer, Envelope, Message, Payment, PriceTerms, Voucher, now_secs,
 };
-use crate::spec::{AgentSpec, ResolvedSpec};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum OfferCommand {
@@ -95,7 +97,7 @@ pub fn run(cmd: OfferCommand) -> anyhow::Result<ExitCode> {
                 },
             )?;
             let file = OfferFile {
-                format: files::OFFER_FORMAT.into(),
+                format: OFFER_FORMAT.into(),
                 offer: hex::encode(env.to_bytes()),
                 spec: resolved.document,
             };
@@ -115,12 +117,12 @@ pub fn run(cmd: OfferCommand) -> anyhow::Result<ExitCode> {
 
 fn inspect(path: &Path, host: Option<PublicKey>, json: bool) -> anyhow::Result<ExitCode> {
     let file: OfferFile = files::read_json(path, "offer")?;
-    if file.format != files::OFFER_FORMAT {
+    if file.format != OFFER_FORMAT {
         bail!(
             "{}: format `{}` is not {}",
             path.display(),
             file.format,
-            files::OFFER_FORMAT
+            OFFER_FORMAT
         );
     }
     let env = files::envelope_from_hex::<DeploymentOffer>(&file.offer, path)?;
@@ -245,12 +247,12 @@ pub fn sign(
         None => (Payment::Direct, "usd".to_string(), 0),
         Some(path) => {
             let file: VoucherFile = files::read_json(path, "voucher")?;
-            if file.format != files::VOUCHER_FORMAT {
+            if file.format != VOUCHER_FORMAT {
                 bail!(
                     "{}: format `{}` is not {}",
                     path.display(),
                     file.format,
-                    files::VOUCHER_FORMAT
+                    VOUCHER_FORMAT
                 );
             }
             let env = files::envelope_from_hex::<Voucher>(&file.voucher, path)?;
@@ -280,26 +282,22 @@ pub fn sign(
         bail!("--max-total {max_total_cents} is more than the voucher's cap ({cap} cents)");
     }
 
-    let now = now_secs();
-    let offer = DeploymentOffer {
-        version: DeploymentOffer::VERSION,
-        offer_id: Id::random().context("no randomness for the offer id")?,
-        deployer: key.public(),
-        host,
-        issued_at: now,
-        expires_at: now + ttl.as_secs(),
-        nonce: Id::random().context("no randomness for the nonce")?,
-        spec_sha256: resolved.sha256,
-        runtime: resolved.spec.runtime,
-        resources: resolved.spec.resource_request(),
-        price: PriceTerms {
-            currency,
-            cents_per_hour: prices.per_hour,
-            cents_per_1k_tokens: prices.per_1k_tokens,
-            max_total_cents,
+    let offer = build::offer(
+        OfferTerms {
+            deployer: key.public(),
+            host,
+            spec: &resolved,
+            price: PriceTerms {
+                currency,
+                cents_per_hour: prices.per_hour,
+                cents_per_1k_tokens: prices.per_1k_tokens,
+                max_total_cents,
+            },
+            payment,
+            ttl_secs: ttl.as_secs(),
         },
-        payment,
-    };
+        now_secs(),
+    )?;
     let env = Envelope::seal(&offer, key)?;
     Ok(Signed {
         env,

@@ -33,7 +33,9 @@ pub fn install_dir(data_dir: &std::path::Path) -> PathBuf {
 pub fn run(cmd: OpenClawCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         OpenClawCommand::Install { data_dir, version } => {
-            let dir = install_dir(&data_dir.unwrap_or_else(crate::identity::paths::node_data_dir));
+            let dir = install_dir(
+                &data_dir.unwrap_or_else(sparebox_protocol::identity::paths::node_data_dir),
+            );
             let started = std::time::Instant::now();
             let i = openclaw::install(&dir, &version, |line| eprintln!("  {line}"))
                 .map_err(|e| anyhow::anyhow!(e))?;
@@ -46,7 +48,9 @@ pub fn run(cmd: OpenClawCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         OpenClawCommand::Check { data_dir } => {
-            let dir = install_dir(&data_dir.unwrap_or_else(crate::identity::paths::node_data_dir));
+            let dir = install_dir(
+                &data_dir.unwrap_or_else(sparebox_protocol::identity::paths::node_data_dir),
+            );
             match openclaw::Install::locate(&dir) {
                 Ok(i) => {
                     println!(

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::spec::{AgentSpec, SpecError};
+use sparebox_protocol::spec::{AgentSpec, SpecError};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SpecCommand {

@@ -77,7 +77,10 @@ pub struct AgentCgroup {
 }
 
 fn setup(what: &str, e: impl std::fmt::Display) -> RuntimeError {
-    RuntimeError::Setup(format!("cgroup {what}: {e}"))
+    RuntimeError::Cgroup {
+        op: what.to_string(),
+        reason: e.to_string(),
+    }
 }
 
 impl AgentCgroup {

@@ -40,6 +40,31 @@ pub struct Install {
     pub version: String,
 }
 
+/// Why an OpenClaw install could not be found, checked or made.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("no OpenClaw install in {} (run `sparebox openclaw install`)", .0.display())]
+    Missing(PathBuf),
+    #[error("cannot run {}: {source}", .program.display())]
+    Run {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`openclaw --version` in {} failed: {output}", .dir.display())]
+    Version { dir: PathBuf, output: String },
+    #[error("cannot create {}: {source}", .dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot run npm (is Node.js's npm installed?): {0}")]
+    NoNpm(#[source] std::io::Error),
+    #[error("npm install {args} failed: {tail}")]
+    Npm { args: String, tail: String },
+    #[error("installed OpenClaw reports {found}, not {wanted}")]
+    WrongVersion { found: String, wanted: String },
+}
+
 fn paths(dir: &Path) -> (PathBuf, PathBuf) {
     (
         dir.join("node_modules/.bin/node"),
@@ -50,13 +75,10 @@ fn paths(dir: &Path) -> (PathBuf, PathBuf) {
 impl Install {
     /// Checks the install in `dir` by running `openclaw --version` with its
     /// own Node.
-    pub fn locate(dir: &Path) -> Result<Install, String> {
+    pub fn locate(dir: &Path) -> Result<Install, InstallError> {
         let (node, entry) = paths(dir);
         if !node.exists() || !entry.exists() {
-            return Err(format!(
-                "no OpenClaw install in {} (run `sparebox openclaw install`)",
-                dir.display()
-            ));
+            return Err(InstallError::Missing(dir.to_path_buf()));
         }
         let out = Command::new(&node)
             .arg(&entry)
@@ -64,7 +86,10 @@ impl Install {
             .env("PATH", path_with(&node))
             .env("OPENCLAW_NO_AUTO_UPDATE", "1")
             .output()
-            .map_err(|e| format!("cannot run {}: {e}", node.display()))?;
+            .map_err(|source| InstallError::Run {
+                program: node.clone(),
+                source,
+            })?;
         let text = String::from_utf8_lossy(&out.stdout);
         let version = text
             .split_whitespace()
@@ -78,12 +103,14 @@ impl Install {
                 entry,
                 version,
             }),
-            _ => Err(format!(
-                "`openclaw --version` in {} failed: {}{}",
-                dir.display(),
-                text.trim(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )),
+            _ => Err(InstallError::Version {
+                dir: dir.to_path_buf(),
+                output: format!(
+                    "{}{}",
+                    text.trim(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            }),
         }
     }
 }
@@ -104,7 +131,7 @@ pub fn install(
     dir: &Path,
     version: &str,
     mut progress: impl FnMut(&str),
-) -> Result<Install, String> {
+) -> Result<Install, InstallError> {
     if let Ok(i) = Install::locate(dir)
         && i.version == version
     {
@@ -114,7 +141,10 @@ pub fn install(
         ));
         return Ok(i);
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|source| InstallError::CreateDir {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     let npm = |args: &[&str], path: Option<String>, progress: &mut dyn FnMut(&str)| {
         use std::io::{BufRead, BufReader};
         let mut cmd = Command::new("npm");
@@ -127,9 +157,7 @@ pub fn install(
         if let Some(p) = path {
             cmd.env("PATH", p);
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot run npm (is Node.js's npm installed?): {e}"))?;
+        let mut child = cmd.spawn().map_err(InstallError::NoNpm)?;
         let stderr = child.stderr.take();
         let reader = std::thread::spawn(move || {
             let mut lines = Vec::new();
@@ -145,23 +173,23 @@ pub fn install(
                 progress(&l);
             }
         }
-        let status = child.wait().map_err(|e| e.to_string())?;
+        let status = child.wait().map_err(InstallError::NoNpm)?;
         let errs = reader.join().unwrap_or_default();
         for l in errs.iter().filter(|l| l.contains("http fetch")).take(200) {
             progress(l);
         }
         if !status.success() {
-            return Err(format!(
-                "npm install {} failed: {}",
-                args.join(" "),
-                errs.iter()
+            return Err(InstallError::Npm {
+                args: args.join(" "),
+                tail: errs
+                    .iter()
                     .rev()
                     .take(10)
                     .rev()
                     .cloned()
                     .collect::<Vec<_>>()
-                    .join("\n")
-            ));
+                    .join("\n"),
+            });
         }
         Ok(())
     };
@@ -177,10 +205,10 @@ pub fn install(
     npm(&[&format!("openclaw@{version}")], Some(path), &mut progress)?;
     let i = Install::locate(dir)?;
     if i.version != version {
-        return Err(format!(
-            "installed OpenClaw reports {}, not {version}",
-            i.version
-        ));
+        return Err(InstallError::WrongVersion {
+            found: i.version,
+            wanted: version.to_string(),
+        });
     }
     Ok(i)
 }
@@ -297,9 +325,7 @@ pub fn write_profile(
     }
     for (name, content) in &files {
         if name.contains('/') || name.starts_with('.') {
-            return Err(RuntimeError::Setup(format!(
-                "workspace file name `{name}` must be a plain file name"
-            )));
+            return Err(RuntimeError::BadFileName(name.clone()));
         }
         let path = p.workspace.join(name);
         std::fs::write(&path, content).map_err(io("write", &path))?;

@@ -60,7 +60,7 @@ impl Ports {
             }
             port = port
                 .checked_add(self.step)
-                .ok_or_else(|| RuntimeError::Setup("no free port for another agent".into()))?;
+                .ok_or(RuntimeError::NoFreePort)?;
         }
     }
 

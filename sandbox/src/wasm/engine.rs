@@ -60,8 +60,10 @@ pub fn build_engine(cfg: &WasmConfig) -> Result<(Engine, AllocatorKind), Runtime
             }
         }
     }
-    let engine =
-        Engine::new(&base()).map_err(|e| RuntimeError::Setup(format!("wasm engine: {e:#}")))?;
+    let engine = Engine::new(&base()).map_err(|e| RuntimeError::Engine {
+        op: "on-demand engine",
+        reason: format!("{e:#}"),
+    })?;
     tracing::info!("wasm engine: on-demand allocator");
     Ok((engine, AllocatorKind::OnDemand))
 }
@@ -80,7 +82,10 @@ pub fn spawn_epoch_ticker(engine: &Engine) -> Result<(), RuntimeError> {
             }
         })
         .map(|_| ())
-        .map_err(|e| RuntimeError::Setup(format!("epoch ticker: {e}")))
+        .map_err(|e| RuntimeError::Engine {
+            op: "epoch ticker",
+            reason: e.to_string(),
+        })
 }
 
 /// Compiled components, in memory (shared by agents with the same artifact)
@@ -137,7 +142,7 @@ impl ComponentCache {
         if let Some(c) = self
             .memory
             .lock()
-            .map_err(|_| RuntimeError::Setup("cache lock poisoned".into()))?
+            .map_err(|_| RuntimeError::Poisoned("component cache"))?
             .get(sha256)
         {
             return Ok((c.clone(), CacheSource::Memory));
@@ -166,7 +171,7 @@ impl ComponentCache {
         };
         self.memory
             .lock()
-            .map_err(|_| RuntimeError::Setup("cache lock poisoned".into()))?
+            .map_err(|_| RuntimeError::Poisoned("component cache"))?
             .insert(sha256.to_string(), component.clone());
         Ok((component, source))
     }

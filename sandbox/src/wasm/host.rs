@@ -157,7 +157,10 @@ pub fn link(linker: &mut Linker<TaskState>) -> Result<(), RuntimeError> {
     use wasmtime_wasi::random::WasiRandom;
 
     let l = &mut *linker;
-    let wasi = |e: wasmtime::Error| RuntimeError::Setup(format!("link WASI: {e:#}"));
+    let wasi = |e: wasmtime::Error| RuntimeError::Linker {
+        what: "WASI",
+        reason: format!("{e:#}"),
+    };
     // io, clocks, random, stdin/stdout/stderr.
     wasmtime_wasi::p2::add_to_linker_proxy_interfaces_async(l).map_err(wasi)?;
     filesystem::types::add_to_linker::<TaskState, WasiFilesystem>(l, TaskState::filesystem)
@@ -175,10 +178,16 @@ pub fn link(linker: &mut Linker<TaskState>) -> Result<(), RuntimeError> {
     cli::terminal_stdin::add_to_linker::<TaskState, WasiCli>(l, TaskState::cli).map_err(wasi)?;
     cli::terminal_stdout::add_to_linker::<TaskState, WasiCli>(l, TaskState::cli).map_err(wasi)?;
     cli::terminal_stderr::add_to_linker::<TaskState, WasiCli>(l, TaskState::cli).map_err(wasi)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)
-        .map_err(|e| RuntimeError::Setup(format!("link wasi:http: {e:#}")))?;
-    Agent::add_to_linker::<TaskState, HasSelf<TaskState>>(l, |s| s)
-        .map_err(|e| RuntimeError::Setup(format!("link sparebox:agent: {e:#}")))?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(l).map_err(|e| RuntimeError::Linker {
+        what: "wasi:http",
+        reason: format!("{e:#}"),
+    })?;
+    Agent::add_to_linker::<TaskState, HasSelf<TaskState>>(l, |s| s).map_err(|e| {
+        RuntimeError::Linker {
+            what: "sparebox:agent",
+            reason: format!("{e:#}"),
+        }
+    })?;
     Ok(())
 }
 

@@ -25,6 +25,7 @@ use http_body_util::{BodyExt, Limited};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::AgentShared;
+use crate::runtime::RuntimeError;
 
 /// Host-wide limits on outbound HTTP, set by the operator.
 #[derive(Debug, Clone)]
@@ -229,7 +230,7 @@ pub struct HttpPolicy {
 }
 
 impl HttpPolicy {
-    pub fn new(cfg: HttpConfig) -> Result<Self, String> {
+    pub fn new(cfg: HttpConfig) -> Result<Self, RuntimeError> {
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver {
                 exempt: cfg.exempt_addrs.clone().into(),
@@ -239,7 +240,10 @@ impl HttpPolicy {
             .connect_timeout(cfg.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| format!("cannot build the outbound HTTP client: {e}"))?;
+            .map_err(|source| RuntimeError::HttpClient {
+                what: "outbound",
+                source,
+            })?;
         Ok(HttpPolicy {
             cfg: Arc::new(cfg),
             client,

@@ -19,6 +19,9 @@ pub mod host;
 pub mod http;
 pub mod kv;
 pub mod log;
+mod task;
+
+use task::finish;
 
 pub use engine::{AllocatorKind, CacheSource, EPOCH_TICK};
 
@@ -30,10 +33,8 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
-use wasmtime::component::{Linker, ResourceTable, ResourceTableError};
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime::Engine;
+use wasmtime::component::Linker;
 
 use crate::llm::LlmProvider;
 use crate::runtime::{
@@ -41,8 +42,8 @@ use crate::runtime::{
     DeployRequest, Runtime, RuntimeError, Task, TaskOutcome,
 };
 use engine::ComponentCache;
-use host::{AgentPre, MemoryCap, TaskState};
-use http::{HostPattern, HttpConfig, HttpGate, HttpPolicy};
+use host::{AgentPre, TaskState};
+use http::{HostPattern, HttpConfig, HttpPolicy};
 use kv::KvStore;
 use log::LogBuffer;
 
@@ -143,7 +144,7 @@ impl WasmRuntime {
         let mut linker = Linker::new(&engine);
         host::link(&mut linker)?;
         let cache = ComponentCache::new(&cfg.root.join("cache"), &engine)?;
-        let http = HttpPolicy::new(cfg.http.clone()).map_err(RuntimeError::Setup)?;
+        let http = HttpPolicy::new(cfg.http.clone())?;
         Ok(WasmRuntime {
             http,
             permits: Arc::new(Semaphore::new(cfg.max_concurrent.max(1))),
@@ -191,21 +192,24 @@ impl WasmRuntime {
         grants: AgentGrants,
     ) -> Result<(), RuntimeError> {
         if limits.memory_bytes > self.cfg.max_memory_per_agent {
-            return Err(RuntimeError::Setup(format!(
-                "memory limit {} bytes is over this host's per-agent maximum {}",
-                limits.memory_bytes, self.cfg.max_memory_per_agent
-            )));
+            return Err(RuntimeError::OverMemoryCap {
+                asked: limits.memory_bytes,
+                max: self.cfg.max_memory_per_agent,
+            });
         }
         let http_allow = grants
             .outbound_hosts
             .iter()
             .map(|h| HostPattern::parse(h))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| RuntimeError::Setup(format!("grants.outbound_hosts: {e}")))?;
+            .map_err(|reason| RuntimeError::BadGrant {
+                grant: "grants.outbound_hosts",
+                reason,
+            })?;
         let mut agents = self
             .agents
             .write()
-            .map_err(|_| RuntimeError::Setup("agent table lock poisoned".into()))?;
+            .map_err(|_| RuntimeError::Poisoned("agent table"))?;
         let old = agents
             .get(agent)
             .cloned()
@@ -249,7 +253,7 @@ impl WasmRuntime {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| RuntimeError::Setup("task semaphore closed".into()))?;
+            .map_err(|_| RuntimeError::ShuttingDown)?;
         let shared = &d.shared;
         let (mut store, stdout, stderr) = self.build_store(shared)?;
         let started = Instant::now();
@@ -274,170 +278,11 @@ impl WasmRuntime {
     fn get(&self, agent: &str) -> Result<Arc<Deployed>, RuntimeError> {
         self.agents
             .read()
-            .map_err(|_| RuntimeError::Setup("agent table lock poisoned".into()))?
+            .map_err(|_| RuntimeError::Poisoned("agent table"))?
             .get(agent)
             .cloned()
             .ok_or_else(|| RuntimeError::UnknownAgent(agent.to_string()))
     }
-
-    fn build_store(
-        &self,
-        shared: &Arc<AgentShared>,
-    ) -> Result<(Store<TaskState>, MemoryOutputPipe, MemoryOutputPipe), RuntimeError> {
-        let stdout = MemoryOutputPipe::new(shared.limits.stdio_bytes_per_task);
-        let stderr = MemoryOutputPipe::new(shared.limits.stdio_bytes_per_task);
-        let mut b = WasiCtxBuilder::new();
-        // No env, no args, no inherited stdio: a fresh builder has none.
-        b.stdout(stdout.clone()).stderr(stderr.clone());
-        // wasi:sockets is not linked at all (see host::link_agent); these
-        // settings only make sure nothing changes if it ever were.
-        b.allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
-        b.socket_addr_check(|_, _| Box::pin(async { false }));
-        let setup = |e: wasmtime::Error| RuntimeError::Setup(format!("preopen: {e:#}"));
-        b.preopened_dir(
-            shared.dir.join("workspace"),
-            "/workspace",
-            FsPerms::ReadWrite,
-        )
-        .map_err(setup)?;
-        b.preopened_dir(shared.dir.join("team"), "/team", FsPerms::ReadOnly)
-            .map_err(setup)?;
-        b.preopened_dir(shared.dir.join("memory"), "/memory", FsPerms::ReadWrite)
-            .map_err(setup)?;
-        let mut table = ResourceTable::new();
-        table.set_max_capacity(shared.limits.table_entries);
-        let state = TaskState {
-            wasi: b.build(),
-            http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
-            http: HttpGate::new(self.http.clone(), shared.clone()),
-            table,
-            memory: MemoryCap {
-                limit: shared.limits.memory_bytes,
-                used: 0,
-                hit: false,
-            },
-            agent: shared.clone(),
-            llm: self.llm.clone(),
-            hostcalls: 0,
-            tokens: 0,
-            violation: None,
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.memory);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
-        Ok((store, stdout, stderr))
-    }
-
-    async fn run_task(&self, d: &Deployed, task: Task) -> Result<TaskOutcome, RuntimeError> {
-        let shared = &d.shared;
-        let (mut store, stdout, stderr) = self.build_store(shared)?;
-        let started = Instant::now();
-        let wit_task = host::sparebox::agent::types::Task {
-            id: task.id,
-            thread_id: task.thread_id,
-            content: task.content,
-            author: task.author,
-            context: task
-                .context
-                .into_iter()
-                .map(
-                    |(author, content)| host::sparebox::agent::types::ContextMessage {
-                        author,
-                        content,
-                    },
-                )
-                .collect(),
-            mentions: task.mentions,
-        };
-        let limit = shared.limits.task_timeout;
-        let run = async {
-            let agent = d.pre.instantiate_async(&mut store).await?;
-            agent.call_handle(&mut store, &wit_task).await
-        };
-        let result = tokio::time::timeout(limit, run).await;
-        let (answer, mut outcome) = finish(&mut store, shared, &stdout, &stderr, started, result)?;
-        match answer {
-            Ok(reply) => {
-                outcome.reply = reply.content;
-                Ok(outcome)
-            }
-            Err(host::sparebox::agent::types::AgentError::InvalidInput(m)) => {
-                Err(RuntimeError::Agent(format!("invalid input: {m}")))
-            }
-            Err(host::sparebox::agent::types::AgentError::Failed(m)) => Err(RuntimeError::Agent(m)),
-        }
-    }
-}
-
-/// Ends a task or tick the same way: its stdout and stderr go to the
-/// agent's log, a timeout or trap becomes its typed error, and the metrics
-/// are read from the store. `reply` is left empty for the caller.
-fn finish<R>(
-    store: &mut Store<TaskState>,
-    shared: &AgentShared,
-    stdout: &MemoryOutputPipe,
-    stderr: &MemoryOutputPipe,
-    started: Instant,
-    result: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
-) -> Result<(R, TaskOutcome), RuntimeError> {
-    shared
-        .log
-        .push_stdio(&shared.id, "stdout", &stdout.contents());
-    shared
-        .log
-        .push_stdio(&shared.id, "stderr", &stderr.contents());
-    let state = store.data_mut();
-    match result {
-        Err(_) => Err(RuntimeError::Timeout {
-            limit_ms: shared.limits.task_timeout.as_millis() as u64,
-        }),
-        Ok(Err(trap)) => Err(classify_trap(state, trap)),
-        Ok(Ok(value)) => Ok((
-            value,
-            TaskOutcome {
-                reply: String::new(),
-                duration_ms: started.elapsed().as_millis() as u64,
-                tokens_used: state.tokens,
-                hostcalls: state.hostcalls,
-            },
-        )),
-    }
-}
-
-/// Turns a trap into the typed error for the limit that caused it.
-fn classify_trap(state: &mut TaskState, err: wasmtime::Error) -> RuntimeError {
-    if let Some(v) = state.violation.take() {
-        return v;
-    }
-    if state.memory.hit {
-        return RuntimeError::MemoryLimit {
-            limit_bytes: state.memory.limit,
-        };
-    }
-    if let Some(Trap::StackOverflow) = err.downcast_ref::<Trap>() {
-        return RuntimeError::StackOverflow;
-    }
-    if err.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<ResourceTableError>(),
-            Some(ResourceTableError::Full)
-        )
-    }) {
-        return RuntimeError::ResourceLimit {
-            limit: state.agent.limits.table_entries,
-        };
-    }
-    let text = format!("{err:#}");
-    if text.contains(host::SOCKETS) {
-        return RuntimeError::CapabilityDenied {
-            capability: "wasi:sockets",
-            reason: "agents get no sockets; use outbound HTTP within the grant".into(),
-        };
-    }
-    RuntimeError::Trap(text)
 }
 
 fn create_dir(path: &Path) -> Result<(), RuntimeError> {
@@ -474,20 +319,20 @@ impl Runtime for WasmRuntime {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err(RuntimeError::Setup(format!(
-                "agent id `{id}` must be letters, digits, `-` and `_`"
-            )));
+            return Err(RuntimeError::BadAgentId(id));
         }
         if req.limits.memory_bytes > self.cfg.max_memory_per_agent {
-            return Err(RuntimeError::Setup(format!(
-                "memory limit {} bytes is over this host's per-agent maximum {}",
-                req.limits.memory_bytes, self.cfg.max_memory_per_agent
-            )));
+            return Err(RuntimeError::OverMemoryCap {
+                asked: req.limits.memory_bytes,
+                max: self.cfg.max_memory_per_agent,
+            });
         }
         let Artifact::Component { sha256, bytes } = &req.artifact else {
-            return Err(RuntimeError::Setup(
-                "the WASI runtime runs components, not OpenClaw profiles".into(),
-            ));
+            return Err(RuntimeError::WrongArtifact {
+                runtime: "WASI",
+                runs: "components",
+                got: "OpenClaw profiles",
+            });
         };
         let actual = hex::encode(Sha256::digest(bytes));
         if !actual.eq_ignore_ascii_case(sha256) {
@@ -511,7 +356,10 @@ impl Runtime for WasmRuntime {
             .iter()
             .map(|h| HostPattern::parse(h))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| RuntimeError::Setup(format!("grants.outbound_hosts: {e}")))?;
+            .map_err(|reason| RuntimeError::BadGrant {
+                grant: "grants.outbound_hosts",
+                reason,
+            })?;
         let instance_pre = host::link_agent(&self.linker, &self.engine, &component)
             .map_err(link_err)?
             .instantiate_pre(&component)
@@ -550,7 +398,7 @@ impl Runtime for WasmRuntime {
         let mut agents = self
             .agents
             .write()
-            .map_err(|_| RuntimeError::Setup("agent table lock poisoned".into()))?;
+            .map_err(|_| RuntimeError::Poisoned("agent table"))?;
         if agents.contains_key(&id) {
             return Err(RuntimeError::AlreadyDeployed(id));
         }
@@ -601,7 +449,7 @@ impl Runtime for WasmRuntime {
         let result = match permit {
             Ok(_permit) if d.running.load(Ordering::SeqCst) => self.run_task(&d, task).await,
             Ok(_) => Err(RuntimeError::NotRunning(agent.to_string())),
-            Err(_) => Err(RuntimeError::Setup("task semaphore closed".into())),
+            Err(_) => Err(RuntimeError::ShuttingDown),
         };
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         d.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -616,7 +464,7 @@ impl Runtime for WasmRuntime {
         let d = self
             .agents
             .write()
-            .map_err(|_| RuntimeError::Setup("agent table lock poisoned".into()))?
+            .map_err(|_| RuntimeError::Poisoned("agent table"))?
             .remove(agent)
             .ok_or_else(|| RuntimeError::UnknownAgent(agent.to_string()))?;
         d.running.store(false, Ordering::SeqCst);
