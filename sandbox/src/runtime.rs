@@ -23,8 +23,10 @@ pub struct Capabilities {
     pub metrics: bool,
 }
 
-/// Limits that apply to every task of one agent.
+/// Limits that apply to every task of one agent. Kept in agent records, so
+/// a field added later must read as its default from older records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AgentLimits {
     /// Linear memory summed across all of a task's memories, in bytes.
     pub memory_bytes: usize,
@@ -59,8 +61,10 @@ impl Default for AgentLimits {
     }
 }
 
-/// What an agent may use; everything else is denied.
+/// What an agent may use; everything else is denied. A field missing from
+/// a stored record reads as its default, which denies.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AgentGrants {
     /// LLM models the agent may call.
     pub llm_models: Vec<String>,
@@ -83,6 +87,7 @@ pub enum Artifact {
 
 /// What an OpenClaw agent is made of (from the spec's `[openclaw]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct OpenClawSettings {
     /// The model, as the host's LLM endpoint names it.
     pub model: String,

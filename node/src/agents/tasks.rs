@@ -146,7 +146,11 @@ impl Agents {
                 .execute(agent_id, task)
                 .await
                 .map_err(|e| (e.code().to_string(), e.to_string())),
-            Err(r) => Err((r.code, r.message)),
+            // The code and wording a missing runtime has always had.
+            Err(r) => Err((
+                "setup".to_string(),
+                format!("the runtime could not be set up: {}", r.message),
+            )),
         };
         let elapsed = started.elapsed();
         self.metrics.task_seconds.observe(elapsed.as_secs_f64());
