@@ -88,3 +88,57 @@ pub fn envelope_from_hex<M: Message>(hex_text: &str) -> Result<Envelope, FileErr
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Keypair;
+    use crate::{Id, Voucher};
+
+    fn voucher() -> Envelope {
+        let market = Keypair::from_seed([1; 32]);
+        let v = Voucher {
+            version: Voucher::VERSION,
+            voucher_id: Id([2; 16]),
+            market: market.public(),
+            deployer: Keypair::from_seed([3; 32]).public(),
+            cap_cents: 500,
+            currency: "usd".into(),
+            issued_at: 10,
+            expires_at: 20,
+            market_url: "http://127.0.0.1:8080".into(),
+        };
+        Envelope::seal(&v, &market).expect("seal")
+    }
+
+    #[test]
+    fn a_voucher_file_reads_back_to_the_same_envelope() {
+        let env = voucher();
+        let file = VoucherFile::new(&env);
+        assert_eq!(file.format, VOUCHER_FORMAT);
+        let text = serde_json::to_string(&file).expect("json");
+        let back: VoucherFile = serde_json::from_str(&text).expect("json");
+        assert_eq!(
+            envelope_from_hex::<Voucher>(&back.voucher).expect("hex"),
+            env
+        );
+    }
+
+    #[test]
+    fn bad_hex_and_oversized_envelopes_are_refused_by_name() {
+        let e = envelope_from_hex::<Voucher>("zz").expect_err("not hex");
+        assert_eq!(e.to_string(), "the voucher field is not hex");
+        let big = hex::encode(vec![0u8; Voucher::max_envelope() + 1]);
+        let e = envelope_from_hex::<Voucher>(&big).expect_err("too large");
+        assert!(
+            matches!(
+                e,
+                FileError::Envelope {
+                    what: "voucher",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+}

@@ -33,6 +33,17 @@ fn request(method: Method, uri: &str, peer: [u8; 4], body: Option<&str>) -> Requ
     r
 }
 
+/// `req` as the signed-in browser sends it: the session cookie, and the
+/// CSRF token when `csrf` is given.
+fn signed_in(mut req: Request<Body>, cookie: &str, csrf: Option<&str>) -> Request<Body> {
+    let h = req.headers_mut();
+    h.insert(header::COOKIE, cookie.parse().expect("cookie"));
+    if let Some(t) = csrf {
+        h.insert("x-csrf-token", t.parse().expect("csrf"));
+    }
+    req
+}
+
 async fn send(app: &Router, req: Request<Body>) -> (StatusCode, Value, axum::http::HeaderMap) {
     let r = app.clone().oneshot(req).await.expect("router answers");
     let status = r.status();
@@ -183,43 +194,28 @@ async fn market_routes_authenticate_and_answer_errors_in_one_shape() {
             .expect("session cookie")
             .to_string();
         let checkout = r#"{"cents": 500}"#;
-        let mut no_csrf = request(
+        let no_csrf = request(
             Method::POST,
             "/api/v1/credit/checkout",
             STRANGER,
             Some(checkout),
         );
-        no_csrf
-            .headers_mut()
-            .insert(header::COOKIE, cookie.parse().expect("cookie"));
-        let (s, v, _) = send(&app, no_csrf).await;
+        let (s, v, _) = send(&app, signed_in(no_csrf, &cookie, None)).await;
         assert_eq!(s, StatusCode::FORBIDDEN);
         assert_eq!(error_code(&v), "csrf");
-        let mut with_csrf = request(Method::GET, "/api/v1/account", STRANGER, None);
-        with_csrf
-            .headers_mut()
-            .insert(header::COOKIE, cookie.parse().expect("cookie"));
-        with_csrf
-            .headers_mut()
-            .insert("x-csrf-token", csrf.parse().expect("csrf"));
-        let (s, v, _) = send(&app, with_csrf).await;
+        let account = request(Method::GET, "/api/v1/account", STRANGER, None);
+        let (s, v, _) = send(&app, signed_in(account, &cookie, Some(&csrf))).await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(v["email"], "router@example.com");
 
         // An unknown command for an agent the account does not have.
-        let mut unknown = request(
+        let unknown = request(
             Method::POST,
             "/api/v1/deployments/nobody/commands/prepare",
             STRANGER,
             Some(r#"{"action": "stop"}"#),
         );
-        unknown
-            .headers_mut()
-            .insert(header::COOKIE, cookie.parse().expect("cookie"));
-        unknown
-            .headers_mut()
-            .insert("x-csrf-token", csrf.parse().expect("csrf"));
-        let (s, v, _) = send(&app, unknown).await;
+        let (s, v, _) = send(&app, signed_in(unknown, &cookie, Some(&csrf))).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         assert_eq!(error_code(&v), "unknown_agent");
         market.shutdown().await.expect("shutdown");

@@ -219,3 +219,44 @@ impl From<anyhow::Error> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(e: ApiError) -> (StatusCode, serde_json::Value) {
+        let r = e.into_response();
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_keeps_its_code_and_hides_its_detail() {
+        let e = DeployError::Storage("sled: /var/lib/market/db/snap.42: I/O error".into());
+        let (status, v) = body(e.into()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(v["error"]["code"], "storage");
+        assert_eq!(v["error"]["message"], "internal error");
+        assert!(!v.to_string().contains("/var/lib"), "{v}");
+    }
+
+    #[tokio::test]
+    async fn client_errors_keep_their_message_and_fields() {
+        let e = DeployError::Invalid(vec![("name".into(), "too long".into())]);
+        let (status, v) = body(e.into()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(v["error"]["code"], "invalid");
+        assert_eq!(v["error"]["message"], "name: too long");
+        assert_eq!(v["error"]["fields"][0]["field"], "name");
+        let (status, v) = body(DeployError::UnknownPending("offer").into()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(v["error"]["code"], "unknown_request");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("prepare it again")
+        );
+    }
+}

@@ -101,6 +101,20 @@ pub struct AgentRecord {
     pub plan: Option<AgentPlan>,
 }
 
+impl AgentRecord {
+    /// The record with its plan. A record written before plans were kept
+    /// has none: its stored spec is resolved this once. A spec that no
+    /// longer parses leaves it without one, and the runtime refuses it.
+    pub fn with_plan(mut self) -> AgentRecord {
+        if self.plan.is_none() {
+            self.plan = AgentSpec::parse(&self.spec, "(stored)")
+                .ok()
+                .map(|s| AgentPlan::from_spec(&s));
+        }
+        self
+    }
+}
+
 /// Node-side settings for agents.
 #[derive(Debug, Clone)]
 pub struct AgentsConfig {
@@ -204,13 +218,8 @@ impl Agents {
         };
         let mut records = HashMap::new();
         for (_, v) in trees.agents.iter().flatten() {
-            if let Ok(mut r) = serde_json::from_slice::<AgentRecord>(&v) {
-                if r.plan.is_none() {
-                    // Written by an older build: resolve its spec this once.
-                    r.plan = AgentSpec::parse(&r.spec, "(stored)")
-                        .ok()
-                        .map(|s| AgentPlan::from_spec(&s));
-                }
+            if let Ok(r) = serde_json::from_slice::<AgentRecord>(&v) {
+                let r = r.with_plan();
                 records.insert(r.agent_id.clone(), r);
             }
         }
@@ -273,5 +282,83 @@ impl Agents {
     /// The data directory (for tests and the dashboard).
     pub fn data_dir(&self) -> &Path {
         &self.cfg.data_dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = r#"
+name = "echo"
+runtime = "wasi"
+
+[artifact]
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+size = 10
+
+[resources]
+memory_mib = 96
+
+[grants]
+outbound_hosts = ["api.example.com"]
+"#;
+
+    fn record(plan: Option<AgentPlan>) -> AgentRecord {
+        AgentRecord {
+            agent_id: "echo-1".into(),
+            name: "echo".into(),
+            runtime: RuntimeKind::Wasi,
+            offer_id: Id([1; 16]),
+            deployer: Keypair::from_seed([2; 32]).public(),
+            spec: SPEC.into(),
+            resources: ResourceRequest::default(),
+            state: State::Running,
+            reason: None,
+            created_at: 1,
+            token_sha256: Digest([3; 32]),
+            artifact_sha256: "00".repeat(32),
+            schedule_every_secs: None,
+            last_tick_at: 1,
+            paid: None,
+            plan,
+        }
+    }
+
+    #[test]
+    fn records_from_before_plans_read_the_same_and_get_their_plan_once() {
+        let old = serde_json::to_string(&record(None)).unwrap();
+        assert!(!old.contains("\"plan\""), "no plan key is written: {old}");
+        let back: AgentRecord = serde_json::from_str(&old).unwrap();
+        assert!(back.plan.is_none());
+        let plan = back
+            .with_plan()
+            .plan
+            .expect("resolved from the stored spec");
+        assert_eq!(plan.limits.memory_bytes, 96 << 20);
+        assert_eq!(
+            plan.grants.outbound_hosts,
+            vec!["api.example.com".to_string()]
+        );
+        assert_eq!(plan.openclaw, None);
+    }
+
+    #[test]
+    fn a_stored_plan_is_read_back_not_recomputed() {
+        let mut plan = AgentPlan::from_spec(&AgentSpec::parse(SPEC, "test").unwrap());
+        plan.grants.llm_models = vec!["kept".into()];
+        let json = serde_json::to_string(&record(Some(plan.clone()))).unwrap();
+        let back: AgentRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.with_plan().plan, Some(plan));
+        // A record an older build reads: it ignores the plan key.
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert!(v["plan"]["limits"]["memory_bytes"].is_u64());
+    }
+
+    #[test]
+    fn a_stored_spec_that_no_longer_parses_leaves_no_plan() {
+        let mut r = record(None);
+        r.spec = "not = [a spec".into();
+        assert!(r.with_plan().plan.is_none());
     }
 }
