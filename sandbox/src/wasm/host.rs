@@ -196,26 +196,34 @@ pub fn link(linker: &mut Linker<TaskState>) -> Result<(), RuntimeError> {
 /// pull them in freely) are bound to stubs that trap when called, so a
 /// component that merely imports them deploys, and one that opens a socket
 /// fails that task with `capability_denied`.
+/// Why a component cannot be linked against this host.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("the component imports `{0}`, which this host does not provide")]
+    NotProvided(String),
+    #[error("cannot stub the component's socket imports: {0}")]
+    Stub(String),
+}
+
 pub fn link_agent<'a>(
     base: &'a Linker<TaskState>,
     engine: &wasmtime::Engine,
     component: &wasmtime::component::Component,
-) -> Result<std::borrow::Cow<'a, Linker<TaskState>>, String> {
+) -> Result<std::borrow::Cow<'a, Linker<TaskState>>, LinkError> {
     let mut sockets = false;
     for (name, _) in component.component_type().imports(engine) {
         if name.starts_with(SOCKETS) {
             sockets = true;
         } else if !PROVIDED_IMPORTS.iter().any(|p| name.starts_with(p)) {
-            return Err(format!(
-                "the component imports `{name}`, which this host does not provide"
-            ));
+            return Err(LinkError::NotProvided(name.to_string()));
         }
     }
     if !sockets {
         return Ok(std::borrow::Cow::Borrowed(base));
     }
     let mut linker = base.clone();
-    stub_imports(&mut linker, engine, component, SOCKETS).map_err(|e| format!("{e:#}"))?;
+    stub_imports(&mut linker, engine, component, SOCKETS)
+        .map_err(|e| LinkError::Stub(format!("{e:#}")))?;
     Ok(std::borrow::Cow::Owned(linker))
 }
 

@@ -69,23 +69,32 @@ pub struct HostPattern {
     port: Option<u16>,
 }
 
+/// A grant entry that is not a host pattern.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{pattern}` {problem}")]
+pub struct HostPatternError {
+    pub pattern: String,
+    pub problem: &'static str,
+}
+
 impl HostPattern {
     /// Parses a grant entry. Spec validation has already rejected URLs and
     /// bad names; this only splits the parts.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, HostPatternError> {
+        let bad = |problem| HostPatternError {
+            pattern: s.to_string(),
+            problem,
+        };
         let (host, port) = match s.rsplit_once(':') {
             Some((h, p)) => (
                 h,
-                Some(
-                    p.parse::<u16>()
-                        .map_err(|_| format!("`{s}` has an invalid port"))?,
-                ),
+                Some(p.parse::<u16>().map_err(|_| bad("has an invalid port"))?),
             ),
             None => (s, None),
         };
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         if host.is_empty() || host.contains('/') {
-            return Err(format!("`{s}` is not a host pattern"));
+            return Err(bad("is not a host pattern"));
         }
         Ok(match host.strip_prefix("*.") {
             Some(suffix) => HostPattern {

@@ -202,9 +202,9 @@ impl WasmRuntime {
             .iter()
             .map(|h| HostPattern::parse(h))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|reason| RuntimeError::BadGrant {
+            .map_err(|e| RuntimeError::BadGrant {
                 grant: "grants.outbound_hosts",
-                reason,
+                reason: e.to_string(),
             })?;
         let mut agents = self
             .agents
@@ -356,12 +356,12 @@ impl Runtime for WasmRuntime {
             .iter()
             .map(|h| HostPattern::parse(h))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|reason| RuntimeError::BadGrant {
+            .map_err(|e| RuntimeError::BadGrant {
                 grant: "grants.outbound_hosts",
-                reason,
+                reason: e.to_string(),
             })?;
         let instance_pre = host::link_agent(&self.linker, &self.engine, &component)
-            .map_err(link_err)?
+            .map_err(|e| link_err(e.to_string()))?
             .instantiate_pre(&component)
             .map_err(|e| link_err(format!("{e:#}")))?;
         let pre = AgentPre::new(instance_pre).map_err(|e| RuntimeError::Link {
