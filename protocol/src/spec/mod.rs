@@ -305,8 +305,6 @@ impl AgentSpec {
     }
 }
 
-impl ResolvedSpec {}
-
 #[cfg(test)]
 mod tests {
     use super::validate::check_host_pattern;

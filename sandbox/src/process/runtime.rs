@@ -150,8 +150,6 @@ impl ProcessRuntime {
     }
 }
 
-impl Shared {}
-
 #[async_trait::async_trait]
 impl Runtime for ProcessRuntime {
     fn kind(&self) -> &'static str {

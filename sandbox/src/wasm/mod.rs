@@ -197,15 +197,7 @@ impl WasmRuntime {
                 max: self.cfg.max_memory_per_agent,
             });
         }
-        let http_allow = grants
-            .outbound_hosts
-            .iter()
-            .map(|h| HostPattern::parse(h))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| RuntimeError::BadGrant {
-                grant: "grants.outbound_hosts",
-                reason: e.to_string(),
-            })?;
+        let http_allow = http_allow(&grants)?;
         let mut agents = self
             .agents
             .write()
@@ -293,6 +285,19 @@ fn create_dir(path: &Path) -> Result<(), RuntimeError> {
     })
 }
 
+/// The grant's outbound host patterns, parsed.
+fn http_allow(grants: &AgentGrants) -> Result<Vec<HostPattern>, RuntimeError> {
+    grants
+        .outbound_hosts
+        .iter()
+        .map(|h| HostPattern::parse(h))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RuntimeError::BadGrant {
+            grant: "grants.outbound_hosts",
+            reason: e.to_string(),
+        })
+}
+
 #[async_trait::async_trait]
 impl Runtime for WasmRuntime {
     fn kind(&self) -> &'static str {
@@ -350,16 +355,7 @@ impl Runtime for WasmRuntime {
             agent: id.clone(),
             reason,
         };
-        let http_allow = req
-            .grants
-            .outbound_hosts
-            .iter()
-            .map(|h| HostPattern::parse(h))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| RuntimeError::BadGrant {
-                grant: "grants.outbound_hosts",
-                reason: e.to_string(),
-            })?;
+        let http_allow = http_allow(&req.grants)?;
         let instance_pre = host::link_agent(&self.linker, &self.engine, &component)
             .map_err(|e| link_err(e.to_string()))?
             .instantiate_pre(&component)
