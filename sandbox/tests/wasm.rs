@@ -625,6 +625,89 @@ async fn http_to_loopback_and_metadata_is_blocked_even_when_granted() {
     .await;
 }
 
+/// The egress corpus through the hostile guest: a loopback server stands in
+/// for the node's own API; every spelling of its address, or of the cloud
+/// metadata address, is refused by the host (`destination-IP-prohibited`
+/// when it is judged by address, `HTTP-request-denied` when no grant can
+/// match it), the server is never reached, and the agent's next task works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_to_any_spelling_of_a_private_address_is_refused() {
+    within(async {
+        let (addr, hits) = web_server().await;
+        let port = addr.port();
+        let h = http_harness(|_| {});
+        deploy_hostile_with(
+            &h,
+            &[
+                "127.0.0.1",
+                "localhost",
+                "api.example.com",
+                "*.example.com",
+                "169.254.169.254",
+            ],
+        )
+        .await;
+        let by_address = [
+            "127.0.0.1",
+            "127.1",
+            "127.0.1",
+            "2130706433",
+            "0x7f.1",
+            "0x7f000001",
+            "0177.0.0.1",
+            "017700000001",
+            "127.0.0.1.",
+            "localhost",
+            "LOCALHOST",
+        ];
+        for host in by_address {
+            let r = attempt(&h, &format!("http:http://{host}:{port}/weather")).await;
+            assert_http_error(r, "DestinationIpProhibited");
+        }
+        let ungrantable = [
+            "[::1]",
+            "[0:0:0:0:0:0:0:1]",
+            "[::ffff:127.0.0.1]",
+            "[::ffff:7f00:1]",
+            "[::7f00:1]",
+            "[64:ff9b::7f00:1]",
+            "10.1",
+        ];
+        for host in ungrantable {
+            let r = attempt(&h, &format!("http:http://{host}:{port}/weather")).await;
+            let text = format!("{r:?}");
+            assert!(
+                text.contains("DestinationIpProhibited") || text.contains("HttpRequestDenied"),
+                "{host}: {text}"
+            );
+        }
+        for metadata in [
+            "2852039166",
+            "0xa9fea9fe",
+            "169.254.43518",
+            "0251.0376.0251.0376",
+        ] {
+            let r = attempt(&h, &format!("http:http://{metadata}/latest/meta-data/")).await;
+            assert_http_error(r, "DestinationIpProhibited");
+        }
+        // Userinfo naming a granted host, or a percent-encoded address:
+        // refused (by `wasi:http`'s authority check or by the gate).
+        for host in ["api.example.com@127.0.0.1", "%31%32%37.0.0.1"] {
+            let r = attempt(&h, &format!("http:http://{host}:{port}/weather")).await;
+            assert!(r.is_err(), "{host}: {r:?}");
+        }
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(
+            h.rt.logs("bad", 200)
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("127.0.0.1 is 127.0.0.1, which is not a public address")),
+            "the refusal names the address"
+        );
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_within_the_grant_works_and_does_not_follow_redirects() {
     within(async {

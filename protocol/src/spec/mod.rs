@@ -421,5 +421,24 @@ outbound_hosts = ["https://example.com/x"]
         assert!(check_host_pattern("http://x").is_err());
         assert!(check_host_pattern("a..b").is_err());
         assert!(check_host_pattern("x:0").is_err());
+        // Addresses in any spelling, and non-canonical names, are refused
+        // with a reason; only names are granted.
+        for (h, says) in [
+            ("127.1:7878", "IP address (127.0.0.1)"),
+            ("127.0.0.1", "IP address (127.0.0.1)"),
+            ("2130706433", "IP address (127.0.0.1)"),
+            ("0x7f.1", "IP address (127.0.0.1)"),
+            ("0177.0.0.1", "IP address (127.0.0.1)"),
+            ("10.1", "IP address (10.0.0.1)"),
+            ("2852039166:80", "IP address (169.254.169.254)"),
+            ("*.10.1", "IP address"),
+            ("API.example.com", "lower case: `api.example.com`"),
+            ("example.123", "not a host name"),
+            ("%6c%6f%63%61%6c%68%6f%73%74", "not a host name"),
+            ("a.b\\c", "not a host name"),
+        ] {
+            let e = check_host_pattern(h).expect_err(h);
+            assert!(e.contains(says), "{h}: {e}");
+        }
     }
 }

@@ -53,6 +53,34 @@ pub(super) fn check_host_pattern(h: &str) -> Result<(), String> {
         return Err(format!("`{h}` has an invalid port"));
     }
     let host = host.strip_prefix("*.").unwrap_or(host);
+    // Read the host as an HTTP client will (WHATWG): `127.1`, `0x7f.1`,
+    // `2130706433` and `10.1` are addresses, not names. Grants name hosts;
+    // an address in any spelling is refused, so no grant depends on how a
+    // second parser reads it.
+    match url::Host::parse(host) {
+        Ok(url::Host::Domain(_)) => {}
+        Ok(url::Host::Ipv4(a)) => {
+            return Err(format!(
+                "`{h}` is an IP address ({a}); grant a host name instead"
+            ));
+        }
+        Ok(url::Host::Ipv6(a)) => {
+            return Err(format!(
+                "`{h}` is an IP address ({a}); grant a host name instead"
+            ));
+        }
+        Err(_) => {
+            return Err(format!(
+                "`{h}` is not a host name like `api.example.com` or `*.example.com`"
+            ));
+        }
+    }
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(format!(
+            "`{h}` is not canonical; write it in lower case: `{}`",
+            h.to_ascii_lowercase()
+        ));
+    }
     let label_ok = |l: &str| {
         (1..=63).contains(&l.len())
             && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')

@@ -1,23 +1,20 @@
 //! The `http` capability: outbound `wasi:http` requests, checked against the
 //! agent's grant and the host's network policy.
 //!
-//! A request passes four gates, in order:
+//! A request passes these gates, in order:
 //! 1. the per-task request budget;
-//! 2. the grant: the URL's host (and port) must match one of the agent's
-//!    `outbound_hosts` patterns;
-//! 3. the address: the host name is resolved by the host, and if any
-//!    address it resolves to is loopback, private, link-local (which holds
-//!    the cloud metadata service at 169.254.169.254), or otherwise not
-//!    public, the request is refused. The connection then goes to exactly
-//!    the addresses that were checked, so a second DNS answer cannot
-//!    rebind it;
-//! 4. size and time caps on the request body, the response body and the
+//! 2. the egress gate ([`crate::egress`]): the URL is parsed once, by the
+//!    WHATWG rules; its canonical host and port must match the agent's
+//!    `outbound_hosts`, and every address it is connected to (the literal,
+//!    or each address the name resolves to) must be public. The parsed URL
+//!    itself is handed to the client, so nothing parses the host twice;
+//! 3. size and time caps on the request body, the response body and the
 //!    whole exchange.
 //!
 //! Redirects are not followed (the guest sees the 3xx and must make a new
 //! request, which passes the gates again) and no proxy is used.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +22,7 @@ use http_body_util::{BodyExt, Limited};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::AgentShared;
+use crate::egress::{Denied, Destination, Egress};
 use crate::runtime::RuntimeError;
 
 /// Host-wide limits on outbound HTTP, set by the operator.
@@ -60,190 +58,19 @@ impl Default for HttpConfig {
     }
 }
 
-/// One entry of `grants.outbound_hosts`: `host`, `*.suffix`, optional `:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostPattern {
-    /// Lowercase host, or the suffix (with its leading dot) for `*.suffix`.
-    host: String,
-    wildcard: bool,
-    port: Option<u16>,
-}
-
-/// A grant entry that is not a host pattern.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{pattern}` {problem}")]
-pub struct HostPatternError {
-    pub pattern: String,
-    pub problem: &'static str,
-}
-
-impl HostPattern {
-    /// Parses a grant entry. Spec validation has already rejected URLs and
-    /// bad names; this only splits the parts.
-    pub fn parse(s: &str) -> Result<Self, HostPatternError> {
-        let bad = |problem| HostPatternError {
-            pattern: s.to_string(),
-            problem,
-        };
-        let (host, port) = match s.rsplit_once(':') {
-            Some((h, p)) => (
-                h,
-                Some(p.parse::<u16>().map_err(|_| bad("has an invalid port"))?),
-            ),
-            None => (s, None),
-        };
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        if host.is_empty() || host.contains('/') {
-            return Err(bad("is not a host pattern"));
-        }
-        Ok(match host.strip_prefix("*.") {
-            Some(suffix) => HostPattern {
-                host: format!(".{suffix}"),
-                wildcard: true,
-                port,
-            },
-            None => HostPattern {
-                host,
-                wildcard: false,
-                port,
-            },
-        })
-    }
-
-    /// `*.example.com` matches `a.example.com` and `a.b.example.com`, not
-    /// `example.com`. Without a port, any port matches.
-    pub fn matches(&self, host: &str, port: u16) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        let host_ok = if self.wildcard {
-            host.len() > self.host.len() && host.ends_with(&self.host)
-        } else {
-            host == self.host
-        };
-        host_ok && self.port.is_none_or(|p| p == port)
-    }
-}
-
-/// Whether an address is one agents may never reach: anything that is not
-/// a public unicast address.
-pub fn is_forbidden(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => forbidden_v4(v4),
-        IpAddr::V6(v6) => forbidden_v6(v6),
-    }
-}
-
-fn forbidden_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local() // 169.254/16: cloud metadata services
-        || ip.is_broadcast()
-        || ip.is_documentation()
-        || ip.is_multicast()
-        || a == 0 // 0/8 "this network"
-        || (a == 100 && (64..128).contains(&b)) // 100.64/10 shared (CGNAT; Alibaba metadata)
-        || (a == 192 && b == 0 && c == 0) // 192.0.0/24 IETF assignments
-        || (a == 198 && (b == 18 || b == 19)) // 198.18/15 benchmarking
-        || a >= 240 // 240/4 reserved
-}
-
-fn forbidden_v6(ip: Ipv6Addr) -> bool {
-    let seg = ip.segments();
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return forbidden_v4(v4);
-    }
-    // 64:ff9b::/96 (NAT64) and ::/96 (IPv4-compatible) embed an IPv4 address.
-    let embedded = Ipv4Addr::new(
-        (seg[6] >> 8) as u8,
-        seg[6] as u8,
-        (seg[7] >> 8) as u8,
-        seg[7] as u8,
-    );
-    if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || (seg[..6] == [0; 6] && !ip.is_loopback()) {
-        return ip.is_unspecified() || forbidden_v4(embedded);
-    }
-    ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || (seg[0] & 0xfe00) == 0xfc00 // fc00::/7 unique local (AWS metadata fd00:ec2::254)
-        || (seg[0] & 0xffc0) == 0xfe80 // fe80::/10 link-local
-        || (seg[0] & 0xffc0) == 0xfec0 // fec0::/10 site-local (deprecated)
-        || seg[0] == 0x2002 // 6to4 can reach any IPv4 address
-        || (seg[0] == 0x2001 && seg[1] == 0) // 2001::/32 Teredo
-        || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
-}
-
-/// A name resolved to an address agents may not reach.
-#[derive(Debug, thiserror::Error)]
-#[error("{name} resolves to {addr}, which is not a public address")]
-struct Blocked {
-    name: String,
-    addr: IpAddr,
-}
-
-/// A name that did not resolve.
-#[derive(Debug, thiserror::Error)]
-#[error("{name} did not resolve: {reason}")]
-struct Unresolved {
-    name: String,
-    reason: String,
-}
-
-/// Resolves with the system resolver, then refuses the whole answer if any
-/// address is non-public. reqwest connects to exactly what this returns.
-#[derive(Debug)]
-struct GuardedResolver {
-    exempt: Arc<[IpAddr]>,
-}
-
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let exempt = self.exempt.clone();
-        let name = name.as_str().to_string();
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
-                .await
-                .map_err(|e| Unresolved {
-                    name: name.clone(),
-                    reason: e.to_string(),
-                })?
-                .collect();
-            if addrs.is_empty() {
-                return Err(Unresolved {
-                    name,
-                    reason: "no addresses".into(),
-                }
-                .into());
-            }
-            if let Some(bad) = addrs
-                .iter()
-                .find(|a| is_forbidden(a.ip()) && !exempt.contains(&a.ip()))
-            {
-                return Err(Blocked {
-                    name,
-                    addr: bad.ip(),
-                }
-                .into());
-            }
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
 /// The host's outbound HTTP client and limits, shared by every task.
 #[derive(Debug, Clone)]
 pub struct HttpPolicy {
     cfg: Arc<HttpConfig>,
+    egress: Egress,
     client: reqwest::Client,
 }
 
 impl HttpPolicy {
     pub fn new(cfg: HttpConfig) -> Result<Self, RuntimeError> {
+        let egress = Egress::new(cfg.exempt_addrs.clone());
         let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver {
-                exempt: cfg.exempt_addrs.clone().into(),
-            }))
+            .dns_resolver(egress.resolver())
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(cfg.connect_timeout)
@@ -255,6 +82,7 @@ impl HttpPolicy {
             })?;
         Ok(HttpPolicy {
             cfg: Arc::new(cfg),
+            egress,
             client,
         })
     }
@@ -309,8 +137,9 @@ impl HttpGate {
         HttpError::HttpRequestDenied
     }
 
-    /// The synchronous gates: budget, grant, literal address.
-    fn admit(&mut self, uri: &http::Uri) -> Result<(), HttpError> {
+    /// The synchronous gates: the budget, then the egress gate's grant
+    /// and address-literal checks on the one parse of the URL.
+    fn admit(&mut self, uri: &http::Uri) -> Result<Destination, HttpError> {
         let cfg = self.policy.config();
         if self.sent >= cfg.max_requests_per_task {
             return Err(self.deny(format!(
@@ -319,28 +148,41 @@ impl HttpGate {
             )));
         }
         self.sent += 1;
-        let host = uri.host().ok_or(HttpError::HttpRequestUriInvalid)?;
-        let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
-            Some("http") => 80,
-            _ => 443,
-        });
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        if !self.agent.http_allow.iter().any(|p| p.matches(bare, port)) {
-            return Err(self.deny(format!("{bare}:{port} is not in grants.outbound_hosts")));
-        }
-        // An address literal never reaches the resolver, so check it here.
-        if let Ok(ip) = bare.parse::<IpAddr>()
-            && is_forbidden(ip)
-            && !cfg.exempt_addrs.contains(&ip)
-        {
-            self.agent.log.push(
-                &self.agent.id,
-                "warn",
-                &format!("http denied: {ip} is not a public address"),
-            );
-            return Err(HttpError::DestinationIpProhibited);
-        }
-        Ok(())
+        let dest = Destination::parse(&uri.to_string()).map_err(|e| {
+            self.note(&e);
+            HttpError::HttpRequestUriInvalid
+        })?;
+        self.policy
+            .egress
+            .authorize(&self.agent.http_allow, &dest)
+            .map_err(|e| self.refused(e))?;
+        Ok(dest)
+    }
+
+    fn note(&self, e: &Denied) {
+        self.agent
+            .log
+            .push(&self.agent.id, "warn", &format!("http denied: {e}"));
+        tracing::info!(agent = %self.agent.id, "outbound http denied: {e}");
+    }
+
+    /// The `wasi:http` code for a refusal, after logging it.
+    fn refused(&self, e: Denied) -> HttpError {
+        self.note(&e);
+        denied_code(&e)
+    }
+}
+
+/// The `wasi:http` error code a guest sees for a refusal.
+fn denied_code(e: &Denied) -> HttpError {
+    match e {
+        Denied::Prohibited { .. } => HttpError::DestinationIpProhibited,
+        Denied::NotGranted { .. } => HttpError::HttpRequestDenied,
+        Denied::BadUrl { .. } | Denied::Scheme(_) => HttpError::HttpRequestUriInvalid,
+        Denied::Unresolved { reason, .. } => HttpError::DnsError {
+            rcode: Some(reason.clone()),
+            info_code: None,
+        },
     }
 }
 
@@ -352,9 +194,10 @@ impl WasiHttpHooks for HttpGate {
         fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
         drop(fut);
-        if let Err(e) = self.admit(request.uri()) {
-            return Box::new(async move { Err(e) });
-        }
+        let dest = match self.admit(request.uri()) {
+            Ok(d) => d,
+            Err(e) => return Box::new(async move { Err(e) }),
+        };
         let cfg = self.policy.cfg.clone();
         let client = self.policy.client.clone();
         let agent = self.agent.clone();
@@ -372,9 +215,10 @@ impl WasiHttpHooks for HttpGate {
                     Err(_) => HttpError::HttpRequestBodySize(Some(max_req)),
                 })?
                 .to_bytes();
-            let url = parts.uri.to_string();
+            // The URL the gate judged, not a second parse of the request.
+            let url = dest.url.to_string();
             let response = client
-                .request(parts.method, &url)
+                .request(parts.method, dest.url)
                 .headers(parts.headers)
                 .body(body)
                 .timeout(timeout)
@@ -425,14 +269,8 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 fn classify(e: &reqwest::Error) -> HttpError {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cur {
-        if c.is::<Blocked>() {
-            return HttpError::DestinationIpProhibited;
-        }
-        if let Some(u) = c.downcast_ref::<Unresolved>() {
-            return HttpError::DnsError {
-                rcode: Some(u.reason.clone()),
-                info_code: None,
-            };
+        if let Some(d) = c.downcast_ref::<Denied>() {
+            return denied_code(d);
         }
         cur = c.source();
     }
@@ -446,70 +284,5 @@ fn classify(e: &reqwest::Error) -> HttpError {
         HttpError::ConnectionRefused
     } else {
         HttpError::HttpProtocolError
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn patterns_match_hosts_and_ports() {
-        let p = HostPattern::parse("API.example.com").unwrap();
-        assert!(p.matches("api.example.com", 443));
-        assert!(p.matches("api.example.com.", 8080));
-        assert!(!p.matches("x.api.example.com", 443));
-        assert!(!p.matches("example.com", 443));
-        let w = HostPattern::parse("*.example.com:8443").unwrap();
-        assert!(w.matches("a.example.com", 8443));
-        assert!(w.matches("a.b.example.com", 8443));
-        assert!(!w.matches("a.example.com", 443));
-        assert!(!w.matches("example.com", 8443));
-        assert!(!w.matches("badexample.com", 8443));
-        assert!(HostPattern::parse("x:99999").is_err());
-    }
-
-    #[test]
-    fn non_public_addresses_are_forbidden() {
-        for bad in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "172.31.255.255",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.100.100.200",
-            "0.0.0.0",
-            "255.255.255.255",
-            "224.0.0.1",
-            "198.18.0.1",
-            "240.0.0.1",
-            "::1",
-            "::",
-            "fe80::1",
-            "fd00:ec2::254",
-            "::ffff:127.0.0.1",
-            "::ffff:169.254.169.254",
-            "64:ff9b::a9fe:a9fe",
-            "::7f00:1",
-            "2002:7f00:1::",
-            "ff02::1",
-        ] {
-            assert!(
-                is_forbidden(bad.parse().unwrap()),
-                "{bad} must be forbidden"
-            );
-        }
-        for good in [
-            "1.1.1.1",
-            "8.8.8.8",
-            "172.32.0.1",
-            "100.128.0.1",
-            "2606:4700:4700::1111",
-            "::ffff:8.8.8.8",
-            "64:ff9b::808:808",
-        ] {
-            assert!(!is_forbidden(good.parse().unwrap()), "{good} is public");
-        }
     }
 }

@@ -36,6 +36,7 @@ use tokio::sync::Semaphore;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
+use crate::egress::HostPattern;
 use crate::llm::LlmProvider;
 use crate::runtime::{
     AgentGrants, AgentId, AgentLimits, AgentState, AgentStatus, Artifact, Capabilities,
@@ -43,7 +44,7 @@ use crate::runtime::{
 };
 use engine::ComponentCache;
 use host::{AgentPre, TaskState};
-use http::{HostPattern, HttpConfig, HttpPolicy};
+use http::{HttpConfig, HttpPolicy};
 use kv::KvStore;
 use log::LogBuffer;
 
