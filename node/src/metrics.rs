@@ -42,6 +42,8 @@ pub struct Metrics {
     pub tokens: Counter,
     pub agent_rss: Family<AgentLabels, Gauge>,
     pub agent_cpu: Family<AgentLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub agent_tasks_running: Family<AgentLabels, Gauge>,
+    pub agent_tasks_waiting: Family<AgentLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -59,6 +61,18 @@ impl Default for Metrics {
         let tokens = Counter::default();
         let agent_rss = Family::<AgentLabels, Gauge>::default();
         let agent_cpu = Family::<AgentLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let agent_tasks_running = Family::<AgentLabels, Gauge>::default();
+        let agent_tasks_waiting = Family::<AgentLabels, Gauge>::default();
+        registry.register(
+            "agent_tasks_running",
+            "Tasks of a WASI agent holding a slot",
+            agent_tasks_running.clone(),
+        );
+        registry.register(
+            "agent_tasks_waiting",
+            "Tasks of a WASI agent waiting for a slot (its queue depth)",
+            agent_tasks_waiting.clone(),
+        );
         registry.register("peers", "Connected libp2p peers", peers.clone());
         registry.register(
             "adverts",
@@ -99,6 +113,8 @@ impl Default for Metrics {
             tokens,
             agent_rss,
             agent_cpu,
+            agent_tasks_running,
+            agent_tasks_waiting,
         }
     }
 }

@@ -834,3 +834,72 @@ async fn llm_agent_uses_http_as_a_tool() {
     })
     .await;
 }
+
+/// p99 of `n` sequential `ping`s of `agent`, in microseconds.
+async fn ping_p99(rt: &WasmRuntime, agent: &str, n: usize) -> u128 {
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = std::time::Instant::now();
+        let out = rt.execute(agent, task("ping")).await.unwrap();
+        assert_eq!(out.reply, "pong");
+        lat.push(t.elapsed().as_micros());
+    }
+    lat.sort_unstable();
+    lat[(n * 99).div_ceil(100) - 1]
+}
+
+/// A noisy agent that fills its share with long tasks queues behind
+/// itself: a quiet agent's tasks still get a slot at once, and its p99 stays
+/// within 2× its p99 without the noise (plus 25 ms of scheduling slack).
+/// With one global queue the quiet pings would wait for the noisy tasks'
+/// whole timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_noisy_agent_queues_behind_itself_not_in_front_of_others() {
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = Arc::new(runtime_in(
+            dir.path(),
+            |c| {
+                c.max_concurrent = 4;
+                c.max_concurrent_per_agent = 2;
+            },
+            None,
+        ));
+        rt.deploy(request("quiet", "hostile", grants())).await.unwrap();
+        let mut noisy = request("noisy", "hostile", grants());
+        noisy.limits.cpu_millis = 1000; // a share of one slot
+        noisy.limits.task_timeout = Duration::from_secs(3);
+        rt.deploy(noisy).await.unwrap();
+
+        ping_p99(&rt, "quiet", 20).await; // warm up
+        let quiet_alone = ping_p99(&rt, "quiet", 100).await;
+
+        let mut loops = Vec::new();
+        for _ in 0..8 {
+            let rt = rt.clone();
+            loops.push(tokio::spawn(async move {
+                rt.execute("noisy", task("loop")).await
+            }));
+        }
+        // Every noisy task is admitted: one runs, the rest wait on its share.
+        let depth = loop {
+            let q = rt.queue_depth("noisy").unwrap();
+            if q.running + q.waiting == 8 {
+                break q;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert_eq!((depth.running, depth.waiting, depth.share), (1, 7, 1));
+        let quiet_noisy = ping_p99(&rt, "quiet", 100).await;
+        assert!(
+            quiet_noisy <= 2 * quiet_alone + 25_000,
+            "quiet p99 {quiet_noisy} µs with a noisy neighbour, {quiet_alone} µs alone"
+        );
+        for h in loops {
+            h.abort();
+        }
+        rt.undeploy("noisy").await.unwrap();
+        assert_eq!(rt.execute("quiet", task("ping")).await.unwrap().reply, "pong");
+    })
+    .await;
+}

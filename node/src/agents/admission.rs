@@ -46,6 +46,7 @@ impl AgentPlan {
         let limits = AgentLimits {
             memory_bytes: (spec.resources.memory_mib as usize) << 20,
             task_timeout: spec.resources.task_timeout,
+            cpu_millis: spec.resources.cpu_millis,
             ..AgentLimits::default()
         };
         let grants = AgentGrants {

@@ -169,6 +169,20 @@ impl Agents {
             .unwrap_or_else(|p| p.into_inner())
             .values()
         {
+            if let Some(q) = self.wasm.queue_depth(&r.agent_id) {
+                let l = crate::metrics::AgentLabels {
+                    agent: r.agent_id.clone(),
+                };
+                let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                self.metrics
+                    .agent_tasks_running
+                    .get_or_create(&l)
+                    .set(n(q.running));
+                self.metrics
+                    .agent_tasks_waiting
+                    .get_or_create(&l)
+                    .set(n(q.waiting));
+            }
             if let Some(smp) = self.sample(r) {
                 let l = crate::metrics::AgentLabels {
                     agent: r.agent_id.clone(),

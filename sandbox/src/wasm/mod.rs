@@ -11,8 +11,13 @@
 //!   stderr captured into the agent's bounded log, and three preopens:
 //!   `/workspace` (read-write), `/team` (read-only), `/memory` (read-write).
 //!
-//! In front of the engine sits admission control: at most `max_concurrent`
-//! tasks run; up to `queue_capacity` more wait; past that, `QueueFull`.
+//! In front of the engine sits admission control, fair between agents:
+//! - each agent has a share of the task slots, from its CPU grant (one slot
+//!   per 1000 millicores, at least one, at most `max_concurrent_per_agent`),
+//!   so a noisy agent queues behind itself, not in front of the others;
+//! - at most `max_concurrent` tasks run in all; an agent may have
+//!   `agent_queue_capacity` tasks waiting, and `queue_capacity` may wait in
+//!   all; past either, `QueueFull`.
 
 mod engine;
 pub mod host;
@@ -58,6 +63,11 @@ pub struct WasmConfig {
     pub max_concurrent: usize,
     /// Tasks waiting beyond those. Default 256.
     pub queue_capacity: usize,
+    /// Most tasks one agent may run at once, whatever its CPU grant.
+    /// Default: half of `max_concurrent` (at least 1).
+    pub max_concurrent_per_agent: usize,
+    /// Tasks one agent may have waiting. Default 64.
+    pub agent_queue_capacity: usize,
     /// Largest memory cap any agent may have, in bytes. Default 256 MiB.
     pub max_memory_per_agent: usize,
     /// wasm stack limit, in bytes. Default 512 KiB.
@@ -77,6 +87,8 @@ impl WasmConfig {
             root: root.into(),
             max_concurrent: cpus * 2,
             queue_capacity: 256,
+            max_concurrent_per_agent: cpus.max(1),
+            agent_queue_capacity: 64,
             max_memory_per_agent: 256 << 20,
             max_wasm_stack: 512 << 10,
             pooling: true,
@@ -105,7 +117,24 @@ struct Deployed {
     running: AtomicBool,
     completed: AtomicU64,
     failed: AtomicU64,
+    /// Tasks running or waiting.
     in_flight: AtomicU64,
+    /// Tasks running (holding a slot).
+    active: AtomicU64,
+    /// This agent's share of the task slots.
+    share: Arc<Semaphore>,
+    share_size: usize,
+}
+
+/// Where an agent's tasks stand, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Tasks holding a slot.
+    pub running: u64,
+    /// Tasks waiting for one.
+    pub waiting: u64,
+    /// The agent's share: the most it may run at once.
+    pub share: usize,
 }
 
 /// The WASI component runtime.
@@ -224,6 +253,9 @@ impl WasmRuntime {
             completed: AtomicU64::new(old.completed.load(Ordering::SeqCst)),
             failed: AtomicU64::new(old.failed.load(Ordering::SeqCst)),
             in_flight: AtomicU64::new(0),
+            active: AtomicU64::new(0),
+            share: old.share.clone(),
+            share_size: old.share_size,
         });
         agents.insert(agent.to_string(), updated);
         Ok(())
@@ -241,12 +273,7 @@ impl WasmRuntime {
         if !d.running.load(Ordering::SeqCst) {
             return Err(RuntimeError::NotRunning(agent.to_string()));
         }
-        let _permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| RuntimeError::ShuttingDown)?;
+        let _permits = self.slot(&d).await?;
         let shared = &d.shared;
         let (mut store, stdout, stderr) = self.build_store(shared)?;
         let started = Instant::now();
@@ -266,6 +293,46 @@ impl WasmRuntime {
         } else {
             Err(RuntimeError::NoTick(agent.to_string()))
         }
+    }
+
+    /// An agent's share of the task slots: one per 1000 millicores of its
+    /// CPU grant, at least one, at most `max_concurrent_per_agent`.
+    fn share_for(&self, limits: &AgentLimits) -> usize {
+        let by_cpu = (limits.cpu_millis as usize).div_ceil(1000).max(1);
+        by_cpu.min(self.cfg.max_concurrent_per_agent.max(1))
+    }
+
+    /// Waits for one of the agent's own slots, then for a global one: an
+    /// agent at its share waits behind itself.
+    async fn slot(
+        &self,
+        d: &Deployed,
+    ) -> Result<(tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit), RuntimeError>
+    {
+        let mine = d
+            .share
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| RuntimeError::ShuttingDown)?;
+        let global = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| RuntimeError::ShuttingDown)?;
+        Ok((mine, global))
+    }
+
+    /// Running and waiting tasks of `agent`.
+    pub fn queue_depth(&self, agent: &str) -> Option<QueueDepth> {
+        let d = self.get(agent).ok()?;
+        let running = d.active.load(Ordering::SeqCst);
+        Some(QueueDepth {
+            running,
+            waiting: d.in_flight.load(Ordering::SeqCst).saturating_sub(running),
+            share: d.share_size,
+        })
     }
 
     fn get(&self, agent: &str) -> Result<Arc<Deployed>, RuntimeError> {
@@ -340,6 +407,7 @@ impl Runtime for WasmRuntime {
                 got: "OpenClaw profiles",
             });
         };
+        let share = self.share_for(&req.limits);
         let actual = hex::encode(Sha256::digest(bytes));
         if !actual.eq_ignore_ascii_case(sha256) {
             return Err(RuntimeError::ArtifactMismatch {
@@ -391,6 +459,9 @@ impl Runtime for WasmRuntime {
             completed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            active: AtomicU64::new(0),
+            share: Arc::new(Semaphore::new(share)),
+            share_size: share,
         });
         let mut agents = self
             .agents
@@ -432,21 +503,34 @@ impl Runtime for WasmRuntime {
         if !d.running.load(Ordering::SeqCst) {
             return Err(RuntimeError::NotRunning(agent.to_string()));
         }
-        // Admission: wait for a slot if the queue has room; refuse otherwise.
+        // Admission: the agent's own queue, then the runtime's; a task that
+        // fits waits for a slot, one that does not is refused at once.
+        if d.in_flight.fetch_add(1, Ordering::SeqCst)
+            >= (d.share_size + self.cfg.agent_queue_capacity) as u64
+        {
+            d.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err(RuntimeError::QueueFull {
+                capacity: self.cfg.agent_queue_capacity,
+            });
+        }
         if self.waiting.fetch_add(1, Ordering::SeqCst)
             >= self.cfg.queue_capacity + self.cfg.max_concurrent
         {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
+            d.in_flight.fetch_sub(1, Ordering::SeqCst);
             return Err(RuntimeError::QueueFull {
                 capacity: self.cfg.queue_capacity,
             });
         }
-        d.in_flight.fetch_add(1, Ordering::SeqCst);
-        let permit = self.permits.clone().acquire_owned().await;
-        let result = match permit {
-            Ok(_permit) if d.running.load(Ordering::SeqCst) => self.run_task(&d, task).await,
+        let result = match self.slot(&d).await {
+            Ok(_permits) if d.running.load(Ordering::SeqCst) => {
+                d.active.fetch_add(1, Ordering::SeqCst);
+                let r = self.run_task(&d, task).await;
+                d.active.fetch_sub(1, Ordering::SeqCst);
+                r
+            }
             Ok(_) => Err(RuntimeError::NotRunning(agent.to_string())),
-            Err(_) => Err(RuntimeError::ShuttingDown),
+            Err(e) => Err(e),
         };
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         d.in_flight.fetch_sub(1, Ordering::SeqCst);
