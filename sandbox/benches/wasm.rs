@@ -6,6 +6,10 @@
 //!    (pooling, `InstancePre`, minimal WASI, other imports as traps).
 //! 2. Density: RSS per idle deployed agent over 1,000 agents.
 //! 3. Throughput: tasks/s and p50/p99 latency with 100 agents.
+//! 4. Egress gate: the cost of judging one request (one WHATWG parse, the
+//!    grant and the address literal) against the parse alone.
+//! 5. Fair slots: a quiet agent's `ping` p99 while a noisy agent keeps its
+//!    share busy with long tasks, against the same p99 with no noise.
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::sync::Arc;
@@ -184,5 +188,98 @@ fn main() {
             lat[lat.len() * 99 / 100],
             total
         );
+
+        // 4. Egress gate.
+        {
+            use sparebox_sandbox::egress::{Destination, Egress, HostPattern};
+            let gate = Egress::default();
+            let grant: Vec<HostPattern> = ["api.example.com", "*.example.org", "8.8.8.8"]
+                .iter()
+                .map(|p| HostPattern::parse(p).unwrap())
+                .collect();
+            let urls = [
+                "https://api.example.com/v1/chat?x=1",
+                "http://0x7f.1:7878/api/health",
+                "https://a.b.example.org/",
+                "http://2852039166/latest/meta-data/",
+            ];
+            let n = 200_000u32;
+            let start = Instant::now();
+            for i in 0..n {
+                let u = url::Url::parse(urls[i as usize % urls.len()]).unwrap();
+                std::hint::black_box(u);
+            }
+            let parse = start.elapsed() / n;
+            let start = Instant::now();
+            for i in 0..n {
+                let d = Destination::parse(urls[i as usize % urls.len()]).unwrap();
+                std::hint::black_box(gate.authorize(&grant, &d).is_ok());
+            }
+            let judged = start.elapsed() / n;
+            println!(
+                "egress gate: parse + grant + address {:?} per request, WHATWG parse alone {:?}, ratio {:.2}x",
+                judged,
+                parse,
+                judged.as_secs_f64() / parse.as_secs_f64()
+            );
+        }
+
+        // 5. Fair slots.
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let db = sled::open(dir.path().join("db")).unwrap();
+            let mut cfg = WasmConfig::new(dir.path().join("rt"));
+            cfg.max_concurrent = 4;
+            cfg.max_concurrent_per_agent = 2;
+            let rt = Arc::new(WasmRuntime::new(cfg, db, None).unwrap());
+            rt.deploy(request("quiet", &bytes)).await.unwrap();
+            let mut noisy = request("noisy", &bytes);
+            noisy.limits.cpu_millis = 1000;
+            noisy.limits.task_timeout = Duration::from_secs(30);
+            rt.deploy(noisy).await.unwrap();
+            async fn p99(rt: &WasmRuntime, n: usize) -> Duration {
+                let mut lat = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let t = Instant::now();
+                    rt.execute("quiet", ping()).await.unwrap();
+                    lat.push(t.elapsed());
+                }
+                lat.sort();
+                lat[n * 99 / 100]
+            }
+            p99(&rt, 200).await;
+            let alone = p99(&rt, 2000).await;
+            let mut loops = Vec::new();
+            for _ in 0..8 {
+                let rt = rt.clone();
+                loops.push(tokio::spawn(async move {
+                    let _ = rt
+                        .execute(
+                            "noisy",
+                            Task {
+                                id: "n".into(),
+                                content: "loop".into(),
+                                ..Task::default()
+                            },
+                        )
+                        .await;
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let noisy = p99(&rt, 2000).await;
+            let q = rt.queue_depth("noisy").unwrap();
+            println!(
+                "fair slots: quiet ping p99 {:?} alone, {:?} beside a noisy agent ({} running, {} waiting on its share of {}), ratio {:.2}x",
+                alone,
+                noisy,
+                q.running,
+                q.waiting,
+                q.share,
+                noisy.as_secs_f64() / alone.as_secs_f64()
+            );
+            for l in loops {
+                l.abort();
+            }
+        }
     });
 }

@@ -865,7 +865,9 @@ async fn a_noisy_agent_queues_behind_itself_not_in_front_of_others() {
             },
             None,
         ));
-        rt.deploy(request("quiet", "hostile", grants())).await.unwrap();
+        rt.deploy(request("quiet", "hostile", grants()))
+            .await
+            .unwrap();
         let mut noisy = request("noisy", "hostile", grants());
         noisy.limits.cpu_millis = 1000; // a share of one slot
         noisy.limits.task_timeout = Duration::from_secs(3);
@@ -899,7 +901,10 @@ async fn a_noisy_agent_queues_behind_itself_not_in_front_of_others() {
             h.abort();
         }
         rt.undeploy("noisy").await.unwrap();
-        assert_eq!(rt.execute("quiet", task("ping")).await.unwrap().reply, "pong");
+        assert_eq!(
+            rt.execute("quiet", task("ping")).await.unwrap().reply,
+            "pong"
+        );
     })
     .await;
 }

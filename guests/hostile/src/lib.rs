@@ -29,6 +29,8 @@ impl Guest for Hostile {
         let (cmd, arg) = content.split_once(':').unwrap_or((content.as_str(), ""));
         match cmd {
             "ping" => ok("pong"),
+            // A reply of ARG bytes.
+            "big" => ok("x".repeat(arg.parse().unwrap_or(1))),
             "loop" => loop {
                 black_box(());
             },

@@ -16,6 +16,9 @@ use sparebox_protocol::{RuntimeKind, UsageCounters, now_secs, sha256};
 use super::{AgentError, AgentRecord, Agents, State, db};
 use sparebox_protocol::token::random_hex;
 
+/// Largest task result the node stores, in bytes (1 MiB).
+pub const MAX_RESULT_BYTES: usize = 1 << 20;
+
 /// A message for an agent, as the agent API takes it.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -157,6 +160,18 @@ impl Agents {
         let ms = elapsed.as_millis() as u64;
         view.duration_ms = Some(ms);
         match outcome {
+            // A reply is kept in the node's store: past the cap the task
+            // fails with a reason instead of filling the disk the node's
+            // store shares with every tenant.
+            Ok(o) if o.reply.len() > MAX_RESULT_BYTES => {
+                view.status = "failed".into();
+                view.error = Some("result_too_large".into());
+                view.result = Some(format!(
+                    "the agent's reply was {} bytes; the limit is {MAX_RESULT_BYTES}",
+                    o.reply.len()
+                ));
+                view.tokens_used = o.tokens_used;
+            }
             Ok(o) => {
                 view.status = "completed".into();
                 view.result = Some(o.reply);

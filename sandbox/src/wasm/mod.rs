@@ -307,8 +307,13 @@ impl WasmRuntime {
     async fn slot(
         &self,
         d: &Deployed,
-    ) -> Result<(tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit), RuntimeError>
-    {
+    ) -> Result<
+        (
+            tokio::sync::OwnedSemaphorePermit,
+            tokio::sync::OwnedSemaphorePermit,
+        ),
+        RuntimeError,
+    > {
         let mine = d
             .share
             .clone()

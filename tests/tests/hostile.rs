@@ -1,8 +1,10 @@
-//! The egress gate on a real node: the hostile guest, deployed by a signed
-//! offer, tries the node's own loopback API and the cloud metadata address
-//! in every spelling it can write. Each attempt fails with the host's
-//! refusal, and the agent's next task works. A spec that grants an address
-//! instead of a name is refused at admission.
+//! The hostile guest on a real node, deployed by a signed offer:
+//! - egress: it tries the node's own loopback API and the cloud metadata
+//!   address in every spelling it can write; each attempt fails with the
+//!   host's refusal, and its next task works. A spec that grants an address
+//!   instead of a name is refused at admission;
+//! - stored results: a reply over the node's cap fails the task with a
+//!   reason instead of filling the node's store.
 #![allow(clippy::unwrap_used)] // test files: a failed unwrap is a failed test
 
 use std::sync::Arc;
@@ -50,54 +52,89 @@ async fn ask(api: &str, agent: &str, token: &str, content: &str) -> Value {
     wait_task(api, &task, token, Duration::from_secs(30)).await
 }
 
+/// A node that takes direct offers from `deployer`, and a light peer that
+/// serves the components being deployed.
+struct Rig {
+    node: sparebox_tests::TestNode,
+    deployer: Keypair,
+    client: sparebox_network::Client,
+    light: Arc<Light>,
+}
+
+impl Rig {
+    async fn new() -> Rig {
+        let deployer = Keypair::generate().unwrap();
+        let dk = deployer.public().to_string();
+        let node = spawn_node_with(|c| c.direct.allowed_deployers = vec![dk])
+            .await
+            .unwrap();
+        let light = Arc::new(Light::default());
+        let client = light::start(
+            light.clone(),
+            vec![node.node.listen_addrs()[0].clone()],
+            false,
+        )
+        .await
+        .unwrap();
+        Rig {
+            node,
+            deployer,
+            client,
+            light,
+        }
+    }
+
+    /// Offers the spec `doc` with its component.
+    async fn deploy(&self, doc: String, component: Vec<u8>) -> DeployResponse {
+        self.light
+            .artifacts
+            .lock()
+            .unwrap()
+            .insert(sha256(&component), Arc::new(component));
+        let spec = ResolvedSpec {
+            spec: toml::from_str::<AgentSpec>(&doc).unwrap(),
+            sha256: sha256(doc.as_bytes()),
+            document: doc,
+        };
+        let host = self.node.node.public_key();
+        let offer = direct_offer(&self.deployer, host, &spec);
+        let offer = Envelope::seal(&offer, &self.deployer).unwrap();
+        self.client
+            .deploy(
+                host,
+                None,
+                DeployRequest {
+                    offer: offer.to_bytes(),
+                    spec: spec.document,
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Deploys the hostile guest granting `hosts`; its id and token.
+    async fn hostile(&self, hosts: &[String]) -> (String, String) {
+        let (doc, component) = hostile_document(hosts);
+        match self.deploy(doc, component).await {
+            DeployResponse::Accepted {
+                agent_id, token, ..
+            } => (agent_id, token),
+            other => panic!("hostile agent not deployed: {other:?}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wasi_agent_cannot_reach_the_nodes_api_or_metadata_in_any_spelling() {
     within(LIMIT, async {
-        let deployer = Keypair::generate().unwrap();
-        let dk = deployer.public().to_string();
-        let n = spawn_node_with(|c| c.direct.allowed_deployers = vec![dk])
-            .await
-            .unwrap();
+        let rig = Rig::new().await;
+        let n = &rig.node;
         let api = n.api_url();
         let api_port = n.node.api_addr().port();
-        let light = Arc::new(Light::default());
-        let client = light::start(light.clone(), vec![n.node.listen_addrs()[0].clone()], false)
-            .await
-            .unwrap();
-        let deploy = |doc: String, component: Vec<u8>| {
-            let light = light.clone();
-            let client = client.clone();
-            let deployer = &deployer;
-            let host = n.node.public_key();
-            async move {
-                light
-                    .artifacts
-                    .lock()
-                    .unwrap()
-                    .insert(sha256(&component), Arc::new(component));
-                let spec = ResolvedSpec {
-                    spec: toml::from_str::<AgentSpec>(&doc).unwrap(),
-                    sha256: sha256(doc.as_bytes()),
-                    document: doc,
-                };
-                let offer = Envelope::seal(&direct_offer(deployer, host, &spec), deployer).unwrap();
-                client
-                    .deploy(
-                        host,
-                        None,
-                        DeployRequest {
-                            offer: offer.to_bytes(),
-                            spec: spec.document,
-                        },
-                    )
-                    .await
-                    .unwrap()
-            }
-        };
 
         // The attack as first reported: the grant names the API by address.
         let (doc, component) = hostile_document(&[format!("127.1:{api_port}")]);
-        match deploy(doc, component).await {
+        match rig.deploy(doc, component).await {
             DeployResponse::Rejected(r) => {
                 assert_eq!(r.code, "spec_mismatch");
                 assert!(
@@ -110,14 +147,9 @@ async fn a_wasi_agent_cannot_reach_the_nodes_api_or_metadata_in_any_spelling() {
         }
 
         // The broadest grant a spec may hold: names only.
-        let (doc, component) =
-            hostile_document(&[format!("localhost:{api_port}"), "*.example.com".into()]);
-        let (agent, token) = match deploy(doc, component).await {
-            DeployResponse::Accepted {
-                agent_id, token, ..
-            } => (agent_id, token),
-            other => panic!("hostile agent not deployed: {other:?}"),
-        };
+        let (agent, token) = rig
+            .hostile(&[format!("localhost:{api_port}"), "*.example.com".into()])
+            .await;
         let mut tried = 0;
         for host in [
             "127.0.0.1",
@@ -169,7 +201,33 @@ async fn a_wasi_agent_cannot_reach_the_nodes_api_or_metadata_in_any_spelling() {
             tried += 1;
         }
         assert_eq!(tried, 17);
-        n.node.shutdown().await.unwrap();
+        rig.node.node.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_over_the_result_cap_fails_the_task_and_the_agent_goes_on() {
+    within(LIMIT, async {
+        let rig = Rig::new().await;
+        let api = rig.node.api_url();
+        let (agent, token) = rig.hostile(&[]).await;
+        let cap = sparebox_node::agents::tasks::MAX_RESULT_BYTES;
+        let t = ask(&api, &agent, &token, &format!("big:{cap}")).await;
+        assert_eq!(t["status"], "completed", "{}", t["error"]);
+        assert_eq!(t["result"].as_str().unwrap().len(), cap);
+        let t = ask(&api, &agent, &token, &format!("big:{}", cap + 1)).await;
+        assert_eq!(t["status"], "failed");
+        assert_eq!(t["error"], "result_too_large");
+        assert!(
+            t["result"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("{} bytes", cap + 1)),
+            "{t}"
+        );
+        assert_eq!(ask(&api, &agent, &token, "ping").await["result"], "pong");
+        rig.node.node.shutdown().await.unwrap();
     })
     .await;
 }
