@@ -44,6 +44,8 @@ pub struct AgentLimits {
     pub cpu_millis: u32,
     /// Most processes a process agent may run at once (`pids.max`).
     pub pids_max: u64,
+    /// Bytes a WASI agent may keep in `/workspace` and `/memory`.
+    pub disk_bytes: u64,
 }
 
 impl Default for AgentLimits {
@@ -57,6 +59,7 @@ impl Default for AgentLimits {
             tokens_per_task: 100_000,
             cpu_millis: 1000,
             pids_max: 512,
+            disk_bytes: 256 << 20,
         }
     }
 }

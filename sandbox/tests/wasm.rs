@@ -908,3 +908,56 @@ async fn a_noisy_agent_queues_behind_itself_not_in_front_of_others() {
     })
     .await;
 }
+
+/// `disk_bytes` is a limit: a guest appending 1 MiB chunks stops at its
+/// cap with an error, its log says why, the host holds no more than the
+/// cap, and the next task, another agent's writes and a fresh deploy work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_filling_its_disk_stops_at_disk_mib() {
+    within(async {
+        let h = harness();
+        let mut req = request("bad", "hostile", grants());
+        req.limits.disk_bytes = 4 << 20;
+        req.limits.task_timeout = Duration::from_secs(20);
+        h.rt.deploy(req).await.unwrap();
+        match attempt(&h, "fill:/workspace/big").await {
+            Err(RuntimeError::Agent(m)) => {
+                assert!(m.starts_with("denied: fill: after 4 MiB"), "{m}")
+            }
+            other => panic!("the fill must stop at the cap, got {other:?}"),
+        }
+        let on_host = h.rt.agent_dir("bad").unwrap().join("workspace/big");
+        assert!(std::fs::metadata(&on_host).unwrap().len() <= 4 << 20);
+        assert!(
+            h.rt.logs("bad", 50)
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("resources.disk_mib")),
+            "the agent's log says why"
+        );
+        // The cap covers /memory too, and the next task starts from what
+        // the files hold: nothing more fits.
+        match attempt(&h, "fill:/memory/more").await {
+            Err(RuntimeError::Agent(m)) => {
+                assert!(m.starts_with("denied: fill: after 0 MiB"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another agent, and a fresh deploy, are not affected.
+        let mut other = request("other", "hostile", grants());
+        other.limits.disk_bytes = 8 << 20;
+        other.limits.task_timeout = Duration::from_secs(20);
+        h.rt.deploy(other).await.unwrap();
+        let r =
+            h.rt.execute("other", task("write:/workspace/x"))
+                .await
+                .unwrap();
+        assert_eq!(r.reply, "wrote /workspace/x");
+        deploy(&h.rt, "fresh", "hostile").await;
+        assert_eq!(
+            h.rt.execute("fresh", task("ping")).await.unwrap().reply,
+            "pong"
+        );
+    })
+    .await;
+}

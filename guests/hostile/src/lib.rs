@@ -57,6 +57,22 @@ impl Guest for Hostile {
                 Ok(text) => ok(format!("LEAKED {} bytes", text.len())),
                 Err(e) => denied(arg, e),
             },
+            // `fill:PATH`: append 1 MiB chunks to PATH until a write fails
+            // (or 1 GiB); reports how far it got.
+            "fill" => {
+                use std::io::Write;
+                let mut f = match std::fs::OpenOptions::new().create(true).append(true).open(arg) {
+                    Ok(f) => f,
+                    Err(e) => return denied(arg, e),
+                };
+                let chunk = vec![7u8; 1 << 20];
+                for n in 0..1024 {
+                    if let Err(e) = f.write_all(&chunk).and_then(|()| f.flush()) {
+                        return denied("fill", format!("after {n} MiB: {e}"));
+                    }
+                }
+                ok("wrote 1024 MiB")
+            }
             "write" => match std::fs::write(arg, b"x") {
                 Ok(()) => ok(format!("wrote {arg}")),
                 Err(e) => denied(arg, e),

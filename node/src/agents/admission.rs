@@ -47,6 +47,7 @@ impl AgentPlan {
             memory_bytes: (spec.resources.memory_mib as usize) << 20,
             task_timeout: spec.resources.task_timeout,
             cpu_millis: spec.resources.cpu_millis,
+            disk_bytes: u64::from(spec.resources.disk_mib) << 20,
             ..AgentLimits::default()
         };
         let grants = AgentGrants {

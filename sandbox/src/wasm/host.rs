@@ -167,6 +167,8 @@ pub fn link(linker: &mut Linker<TaskState>) -> Result<(), RuntimeError> {
         .map_err(wasi)?;
     filesystem::preopens::add_to_linker::<TaskState, WasiFilesystem>(l, TaskState::filesystem)
         .map_err(wasi)?;
+    // The disk quota shadows the filesystem functions that add bytes.
+    super::disk::link(l)?;
     random::insecure::add_to_linker::<TaskState, WasiRandom>(l, |t| t.wasi.random())
         .map_err(wasi)?;
     random::insecure_seed::add_to_linker::<TaskState, WasiRandom>(l, |t| t.wasi.random())

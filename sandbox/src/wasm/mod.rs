@@ -19,6 +19,7 @@
 //!   `agent_queue_capacity` tasks waiting, and `queue_capacity` may wait in
 //!   all; past either, `QueueFull`.
 
+mod disk;
 mod engine;
 pub mod host;
 pub mod http;
@@ -26,6 +27,7 @@ pub mod kv;
 pub mod log;
 mod task;
 
+use disk::DiskQuota;
 use task::finish;
 
 pub use engine::{AllocatorKind, CacheSource, EPOCH_TICK};
@@ -109,6 +111,16 @@ pub struct AgentShared {
     pub kv: KvStore,
     pub log: Arc<LogBuffer>,
     pub dir: PathBuf,
+    /// `limits.disk_bytes` over `workspace` and `memory`.
+    pub disk: DiskQuota,
+}
+
+/// The disk quota of an agent whose directories are under `dir`.
+fn disk_quota(dir: &Path, limits: &AgentLimits) -> DiskQuota {
+    DiskQuota::new(
+        limits.disk_bytes,
+        vec![dir.join("workspace"), dir.join("memory")],
+    )
 }
 
 struct Deployed {
@@ -239,6 +251,7 @@ impl WasmRuntime {
         let kv = KvStore::open(&self.db, agent, grants.kv_max_bytes, grants.kv_max_keys)?;
         let shared = Arc::new(AgentShared {
             id: old.shared.id.clone(),
+            disk: disk_quota(&old.shared.dir, &limits),
             limits,
             grants,
             http_allow,
@@ -450,11 +463,12 @@ impl Runtime for WasmRuntime {
         )?;
         let shared = Arc::new(AgentShared {
             id: id.clone(),
-            limits: req.limits,
+            limits: req.limits.clone(),
             grants: req.grants,
             http_allow,
             kv,
             log: Arc::new(LogBuffer::default()),
+            disk: disk_quota(&dir, &req.limits),
             dir,
         });
         let deployed = Arc::new(Deployed {

@@ -89,6 +89,8 @@ impl WasmRuntime {
         &self,
         shared: &Arc<AgentShared>,
     ) -> Result<(Store<TaskState>, MemoryOutputPipe, MemoryOutputPipe), RuntimeError> {
+        // Each task starts from what the agent's files really hold.
+        shared.disk.measure();
         let stdout = MemoryOutputPipe::new(shared.limits.stdio_bytes_per_task);
         let stderr = MemoryOutputPipe::new(shared.limits.stdio_bytes_per_task);
         let mut b = WasiCtxBuilder::new();
