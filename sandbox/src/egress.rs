@@ -88,23 +88,35 @@ impl Destination {
     }
 }
 
-/// The gate, with the operator's exemptions.
+/// The gate, with the operator's exemptions and this host's own addresses.
 #[derive(Debug, Clone, Default)]
 pub struct Egress {
     exempt: Arc<[IpAddr]>,
+    /// The host's interface addresses: a public one still leads to every
+    /// service the host binds on all interfaces (the node's libp2p port).
+    own: Arc<[IpAddr]>,
 }
 
 impl Egress {
     /// `exempt`: addresses agents may reach although they are not public.
+    /// The host's own interface addresses are refused too.
     pub fn new(exempt: Vec<IpAddr>) -> Egress {
         Egress {
             exempt: exempt.into(),
+            own: local_addresses().into(),
         }
     }
 
     /// Whether agents may connect to `ip`.
     pub fn address_allowed(&self, ip: IpAddr) -> bool {
-        !is_forbidden(ip) || self.exempt.contains(&ip)
+        if self.exempt.contains(&ip) {
+            return true;
+        }
+        let canonical = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        !is_forbidden(ip) && !self.own.contains(&canonical)
     }
 
     /// The checks that need no DNS: the grant, then an address literal.
@@ -198,6 +210,20 @@ impl Egress {
     pub fn resolver(&self) -> Arc<GuardedResolver> {
         Arc::new(GuardedResolver { gate: self.clone() })
     }
+}
+
+/// This host's interface addresses (empty if they cannot be listed).
+fn local_addresses() -> Vec<IpAddr> {
+    let Ok(ifs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    ifs.filter_map(|i| i.address)
+        .filter_map(|a| {
+            a.as_sockaddr_in()
+                .map(|v4| IpAddr::V4(v4.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+        })
+        .collect()
 }
 
 /// [`Egress::connect`] failed.
@@ -326,32 +352,40 @@ fn forbidden_v4(ip: Ipv4Addr) -> bool {
         || (a == 192 && b == 0 && c == 0) // 192.0.0/24 IETF assignments
         || (a == 198 && (b == 18 || b == 19)) // 198.18/15 benchmarking
         || a >= 240 // 240/4 reserved
+        || ip == Ipv4Addr::new(168, 63, 129, 16) // Azure's platform endpoint (public space)
 }
 
+/// IPv6 by allow-list: only global unicast (2000::/3) may be reached, and
+/// within it not the ranges that lead somewhere else (6to4, Teredo) or
+/// nowhere (documentation, benchmarking, ORCHID). Forms that embed an IPv4
+/// address (mapped, SIIT, the well-known NAT64 prefix, IPv4-compatible) are
+/// judged by that address.
 fn forbidden_v6(ip: Ipv6Addr) -> bool {
     let seg = ip.segments();
     if let Some(v4) = ip.to_ipv4_mapped() {
         return forbidden_v4(v4);
     }
-    // 64:ff9b::/96 (NAT64) and ::/96 (IPv4-compatible) embed an IPv4 address.
     let embedded = Ipv4Addr::new(
         (seg[6] >> 8) as u8,
         seg[6] as u8,
         (seg[7] >> 8) as u8,
         seg[7] as u8,
     );
-    if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || (seg[..6] == [0; 6] && !ip.is_loopback()) {
-        return ip.is_unspecified() || forbidden_v4(embedded);
+    // 64:ff9b::/96 (NAT64), ::ffff:0:0/96 (SIIT) and ::/96 (IPv4-compatible).
+    if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+        || seg[..6] == [0, 0, 0, 0, 0xffff, 0]
+        || (seg[..6] == [0; 6] && !ip.is_loopback() && !ip.is_unspecified())
+    {
+        return forbidden_v4(embedded);
     }
-    ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || (seg[0] & 0xfe00) == 0xfc00 // fc00::/7 unique local (AWS metadata fd00:ec2::254)
-        || (seg[0] & 0xffc0) == 0xfe80 // fe80::/10 link-local
-        || (seg[0] & 0xffc0) == 0xfec0 // fec0::/10 site-local (deprecated)
+    (seg[0] & 0xe000) != 0x2000 // outside 2000::/3: loopback, ULA, link-local, multicast, 64:ff9b:1::/48, ...
         || seg[0] == 0x2002 // 6to4 can reach any IPv4 address
         || (seg[0] == 0x2001 && seg[1] == 0) // 2001::/32 Teredo
         || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
+        || (seg[0] == 0x2001 && seg[1] == 2 && seg[2] == 0) // 2001:2::/48 benchmarking
+        || (seg[0] == 0x2001 && (seg[1] & 0xffe0) == 0x0020) // 2001:20::/28 ORCHIDv2
+        || (seg[0] == 0x2001 && (seg[1] & 0xfff0) == 0x0010) // 2001:10::/28 ORCHID
+        || (seg[0] & 0xffc0) == 0x3fc0 // 3fff::/20 documentation (RFC 9637)
 }
 
 #[cfg(test)]
@@ -427,6 +461,14 @@ mod tests {
             ("http://[fe80::1]/", Some("fe80::1")),
             ("http://[fd00:ec2::254]/", Some("fd00:ec2::254")),
             ("http://[::]/", Some("::")),
+            ("http://[::ffff:0:7f00:1]/", Some("::ffff:0:7f00:1")),
+            (
+                "http://[64:ff9b:1:a9fe:0:a9fe::]/",
+                Some("64:ff9b:1:a9fe:0:a9fe::"),
+            ),
+            ("http://[100::1]/", Some("100::1")),
+            ("http://[2001:2::1]/", Some("2001:2::1")),
+            ("http://168.63.129.16/", Some("168.63.129.16")),
             ("http://[fe80::1%25eth0]/", None),
             ("http://127.0.0.1:99999/", None),
             ("file:///etc/passwd", None),
@@ -498,6 +540,21 @@ mod tests {
             open.addresses(&d).await.unwrap(),
             vec!["127.0.0.1:9".parse::<SocketAddr>().unwrap()]
         );
+    }
+
+    #[test]
+    fn this_hosts_own_addresses_are_refused_even_when_public() {
+        let gate = Egress::new(vec![]);
+        for a in local_addresses() {
+            assert!(!gate.address_allowed(a), "{a} is this host's");
+        }
+        let public_host = Egress {
+            exempt: Arc::from(Vec::new()),
+            own: Arc::from(vec!["8.8.8.8".parse::<IpAddr>().unwrap()]),
+        };
+        assert!(!public_host.address_allowed("8.8.8.8".parse().unwrap()));
+        assert!(!public_host.address_allowed("::ffff:8.8.8.8".parse().unwrap()));
+        assert!(public_host.address_allowed("1.1.1.1".parse().unwrap()));
     }
 
     #[test]

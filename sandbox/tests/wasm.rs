@@ -917,7 +917,8 @@ async fn a_guest_filling_its_disk_stops_at_disk_mib() {
     within(async {
         let h = harness();
         let mut req = request("bad", "hostile", grants());
-        req.limits.disk_bytes = 4 << 20;
+        // 4 MiB of data and the one file's entry (4 KiB).
+        req.limits.disk_bytes = (4 << 20) + 4096;
         req.limits.task_timeout = Duration::from_secs(20);
         h.rt.deploy(req).await.unwrap();
         match attempt(&h, "fill:/workspace/big").await {
@@ -938,9 +939,10 @@ async fn a_guest_filling_its_disk_stops_at_disk_mib() {
         // The cap covers /memory too, and the next task starts from what
         // the files hold: nothing more fits.
         match attempt(&h, "fill:/memory/more").await {
-            Err(RuntimeError::Agent(m)) => {
-                assert!(m.starts_with("denied: fill: after 0 MiB"), "{m}")
-            }
+            Err(RuntimeError::Agent(m)) => assert!(
+                m.starts_with("denied: fill: after 0 MiB") || m.contains("No space left"),
+                "{m}"
+            ),
             other => panic!("{other:?}"),
         }
         // Another agent, and a fresh deploy, are not affected.
@@ -958,6 +960,36 @@ async fn a_guest_filling_its_disk_stops_at_disk_mib() {
             h.rt.execute("fresh", task("ping")).await.unwrap().reply,
             "pong"
         );
+    })
+    .await;
+}
+
+/// Entries cost too: an agent cannot exhaust the host's inodes with empty
+/// files or directories under a small cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_files_count_against_disk_mib() {
+    within(async {
+        let h = harness();
+        let mut req = request("bad", "hostile", grants());
+        req.limits.disk_bytes = 10 * 4096;
+        h.rt.deploy(req).await.unwrap();
+        let mut made = 0;
+        for i in 0..20 {
+            match h
+                .rt
+                .execute("bad", task(&format!("write:/workspace/f{i}")))
+                .await
+            {
+                Ok(_) => made += 1,
+                Err(RuntimeError::Agent(m)) => {
+                    assert!(m.contains("No space left"), "{m}");
+                    break;
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        // Each 1-byte file takes an entry and a block: 5 fit in 10 blocks.
+        assert_eq!(made, 5);
     })
     .await;
 }

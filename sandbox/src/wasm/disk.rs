@@ -3,15 +3,23 @@
 //!
 //! The node's own store shares the disk with every agent, so a guest that
 //! could write without bound would make the host fail for every tenant.
-//! Each task starts from the directories' measured size; every way a guest
-//! writes a file (`descriptor.write`, the streams from `write-via-stream`
-//! and `append-via-stream`, and growing a file with `set-size`) reserves its
-//! bytes first. A write that would pass the cap fails inside the guest with
-//! `insufficient-space` (ENOSPC), and the agent's log says why.
+//! Usage is what the files really take: allocated blocks, plus
+//! [`ENTRY_BYTES`] for every file, directory and link (so inodes cannot be
+//! exhausted with empty files either). A task that starts when none of the
+//! agent's tasks is running measures it afresh; every way a guest adds to
+//! the tree reserves first:
+//! - bytes: `descriptor.write` (rounded up to whole blocks, so sparse
+//!   writes cannot hide), the streams from `write-via-stream` and
+//!   `append-via-stream`, growing a file with `set-size`;
+//! - entries: `open-at` with `create`, `create-directory-at`, `symlink-at`
+//!   (with its target), `link-at`.
 //!
-//! Overwrites are counted as new bytes until the next task measures again,
-//! so the cap errs on the side of refusing.
+//! A reservation that would pass the cap fails inside the guest with
+//! `insufficient-space` (ENOSPC), and the agent's log says why. Overwrites
+//! count as new bytes until the next measurement, so the cap errs on the
+//! side of refusing.
 
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,11 +27,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::filesystem::WasiFilesystemView as _;
-use wasmtime_wasi::p2::bindings::filesystem::types::{Descriptor, ErrorCode, HostDescriptor as _};
+use wasmtime_wasi::p2::bindings::filesystem::types::{
+    Descriptor, DescriptorFlags, ErrorCode, HostDescriptor as _, OpenFlags, PathFlags,
+};
 use wasmtime_wasi::p2::{DynOutputStream, OutputStream, Pollable, StreamError, StreamResult};
 
 use super::host::TaskState;
 use crate::runtime::RuntimeError;
+
+/// What one file, directory or link costs besides its data: a block.
+pub const ENTRY_BYTES: u64 = 4096;
 
 /// An agent's disk cap and what it holds.
 #[derive(Debug)]
@@ -31,6 +44,28 @@ pub struct DiskQuota {
     cap: u64,
     used: AtomicU64,
     dirs: Vec<PathBuf>,
+    /// Tasks of the agent running now; only the first one measures.
+    tasks: AtomicU64,
+}
+
+/// A task's hold on the quota: while any is held, usage is not measured
+/// again (it would drop the reservations of writes still in flight).
+#[derive(Debug)]
+pub struct DiskTask(Arc<super::AgentShared>);
+
+impl Drop for DiskTask {
+    fn drop(&mut self) {
+        self.0.disk.tasks.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Starts a task of `agent`: measures the agent's files if no other of its
+/// tasks is running.
+pub fn begin(agent: &Arc<super::AgentShared>) -> DiskTask {
+    if agent.disk.tasks.fetch_add(1, Ordering::SeqCst) == 0 {
+        agent.disk.measure();
+    }
+    DiskTask(agent.clone())
 }
 
 impl DiskQuota {
@@ -40,6 +75,7 @@ impl DiskQuota {
             cap,
             used: AtomicU64::new(0),
             dirs,
+            tasks: AtomicU64::new(0),
         };
         q.measure();
         q
@@ -69,23 +105,30 @@ impl DiskQuota {
     }
 }
 
-/// Bytes in regular files below `dir` (links are not followed).
+/// What the tree below `dir` takes: allocated blocks of every file, and
+/// [`ENTRY_BYTES`] per entry (links are not followed).
 fn size_of_dir(dir: &Path) -> u64 {
-    let mut total = 0;
+    let mut total = 0u64;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
         };
         for e in entries.flatten() {
+            total = total.saturating_add(ENTRY_BYTES);
             match e.metadata() {
                 Ok(m) if m.is_dir() => stack.push(e.path()),
-                Ok(m) if m.is_file() => total += m.len(),
+                Ok(m) if m.is_file() => total = total.saturating_add(m.blocks() * 512),
                 _ => {}
             }
         }
     }
     total
+}
+
+/// `n` rounded up to whole blocks.
+fn blocks(n: u64) -> u64 {
+    n.div_ceil(ENTRY_BYTES).saturating_mul(ENTRY_BYTES)
 }
 
 /// Notes a refused write in the agent's log.
@@ -119,7 +162,7 @@ pub fn link(linker: &mut Linker<TaskState>) -> Result<(), RuntimeError> {
             |mut store, (fd, buf, offset): (Resource<Descriptor>, Vec<u8>, u64)| {
                 Box::new(async move {
                     let state = store.data_mut();
-                    let n = buf.len() as u64;
+                    let n = blocks(buf.len() as u64);
                     if !state.agent.disk.reserve(n) {
                         refused(state, n);
                         return Ok((Err(ErrorCode::InsufficientSpace),));
@@ -170,6 +213,92 @@ pub fn link(linker: &mut Linker<TaskState>) -> Result<(), RuntimeError> {
                         return Ok((Err(ErrorCode::InsufficientSpace),));
                     }
                     let r = state.filesystem().set_size(fd, size).await;
+                    Ok((code(r)?,))
+                })
+            },
+        )
+        .map_err(err)?;
+    types
+        .func_wrap_async(
+            "[method]descriptor.open-at",
+            |mut store,
+             (fd, path_flags, path, oflags, flags): (
+                Resource<Descriptor>,
+                PathFlags,
+                String,
+                OpenFlags,
+                DescriptorFlags,
+            )| {
+                Box::new(async move {
+                    let state = store.data_mut();
+                    if oflags.contains(OpenFlags::CREATE) && !state.agent.disk.reserve(ENTRY_BYTES)
+                    {
+                        refused(state, ENTRY_BYTES);
+                        return Ok((Err(ErrorCode::InsufficientSpace),));
+                    }
+                    let r = state
+                        .filesystem()
+                        .open_at(fd, path_flags, path, oflags, flags)
+                        .await;
+                    Ok((code(r)?,))
+                })
+            },
+        )
+        .map_err(err)?;
+    types
+        .func_wrap_async(
+            "[method]descriptor.create-directory-at",
+            |mut store, (fd, path): (Resource<Descriptor>, String)| {
+                Box::new(async move {
+                    let state = store.data_mut();
+                    if !state.agent.disk.reserve(ENTRY_BYTES) {
+                        refused(state, ENTRY_BYTES);
+                        return Ok((Err(ErrorCode::InsufficientSpace),));
+                    }
+                    let r = state.filesystem().create_directory_at(fd, path).await;
+                    Ok((code(r)?,))
+                })
+            },
+        )
+        .map_err(err)?;
+    types
+        .func_wrap_async(
+            "[method]descriptor.symlink-at",
+            |mut store, (fd, target, path): (Resource<Descriptor>, String, String)| {
+                Box::new(async move {
+                    let state = store.data_mut();
+                    let n = ENTRY_BYTES + blocks(target.len() as u64);
+                    if !state.agent.disk.reserve(n) {
+                        refused(state, n);
+                        return Ok((Err(ErrorCode::InsufficientSpace),));
+                    }
+                    let r = state.filesystem().symlink_at(fd, target, path).await;
+                    Ok((code(r)?,))
+                })
+            },
+        )
+        .map_err(err)?;
+    types
+        .func_wrap_async(
+            "[method]descriptor.link-at",
+            |mut store,
+             (fd, old_flags, old, new_fd, new): (
+                Resource<Descriptor>,
+                PathFlags,
+                String,
+                Resource<Descriptor>,
+                String,
+            )| {
+                Box::new(async move {
+                    let state = store.data_mut();
+                    if !state.agent.disk.reserve(ENTRY_BYTES) {
+                        refused(state, ENTRY_BYTES);
+                        return Ok((Err(ErrorCode::InsufficientSpace),));
+                    }
+                    let r = state
+                        .filesystem()
+                        .link_at(fd, old_flags, old, new_fd, new)
+                        .await;
                     Ok((code(r)?,))
                 })
             },
@@ -257,13 +386,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
         std::fs::write(dir.path().join("a/b/f"), vec![0u8; 100]).unwrap();
-        let q = DiskQuota::new(150, vec![dir.path().to_path_buf()]);
-        assert_eq!(q.used(), 100);
+        // Two entries (a, a/b), the file, and its one 4 KiB block.
+        let held = 3 * ENTRY_BYTES + 4096;
+        let q = DiskQuota::new(held + 50, vec![dir.path().to_path_buf()]);
+        assert_eq!(q.used(), held);
         assert!(q.reserve(50));
         assert!(!q.reserve(1));
         q.measure();
-        assert_eq!(q.used(), 100);
+        assert_eq!(q.used(), held);
         assert!(!q.reserve(51));
         assert!(q.reserve(50));
+        assert_eq!((blocks(1), blocks(4096), blocks(4097)), (4096, 4096, 8192));
     }
 }

@@ -75,6 +75,8 @@ pub struct TaskState {
     pub table: ResourceTable,
     pub memory: MemoryCap,
     pub agent: Arc<AgentShared>,
+    /// This task's hold on the agent's disk quota.
+    pub disk: super::disk::DiskTask,
     pub llm: Option<Arc<dyn LlmProvider>>,
     pub hostcalls: u64,
     pub tokens: u64,

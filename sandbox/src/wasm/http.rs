@@ -187,6 +187,12 @@ fn denied_code(e: &Denied) -> HttpError {
 }
 
 impl WasiHttpHooks for HttpGate {
+    /// No: the client writes `Host` from the URL the gate judged, so a
+    /// server never sees a host (or userinfo) that was not checked.
+    fn set_host_header(&mut self) -> bool {
+        false
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
@@ -205,7 +211,9 @@ impl WasiHttpHooks for HttpGate {
             .and_then(|o| o.first_byte_timeout)
             .map_or(cfg.request_timeout, |t| t.min(cfg.request_timeout));
         Box::new(async move {
-            let (parts, body) = request.into_parts();
+            let (mut parts, body) = request.into_parts();
+            // Whatever the guest put in `Host`, the judged URL decides it.
+            parts.headers.remove(http::header::HOST);
             let max_req = cfg.max_request_body;
             let body = Limited::new(body, usize::try_from(max_req).unwrap_or(usize::MAX))
                 .collect()

@@ -111,16 +111,17 @@ pub struct AgentShared {
     pub kv: KvStore,
     pub log: Arc<LogBuffer>,
     pub dir: PathBuf,
-    /// `limits.disk_bytes` over `workspace` and `memory`.
-    pub disk: DiskQuota,
+    /// `limits.disk_bytes` over `workspace` and `memory`; one per agent
+    /// directory, kept across a reconfigure with the same cap.
+    pub disk: Arc<DiskQuota>,
 }
 
 /// The disk quota of an agent whose directories are under `dir`.
-fn disk_quota(dir: &Path, limits: &AgentLimits) -> DiskQuota {
-    DiskQuota::new(
+fn disk_quota(dir: &Path, limits: &AgentLimits) -> Arc<DiskQuota> {
+    Arc::new(DiskQuota::new(
         limits.disk_bytes,
         vec![dir.join("workspace"), dir.join("memory")],
-    )
+    ))
 }
 
 struct Deployed {
@@ -251,7 +252,11 @@ impl WasmRuntime {
         let kv = KvStore::open(&self.db, agent, grants.kv_max_bytes, grants.kv_max_keys)?;
         let shared = Arc::new(AgentShared {
             id: old.shared.id.clone(),
-            disk: disk_quota(&old.shared.dir, &limits),
+            disk: if old.shared.disk.cap() == limits.disk_bytes {
+                old.shared.disk.clone()
+            } else {
+                disk_quota(&old.shared.dir, &limits)
+            },
             limits,
             grants,
             http_allow,

@@ -89,8 +89,9 @@ impl WasmRuntime {
         &self,
         shared: &Arc<AgentShared>,
     ) -> Result<(Store<TaskState>, MemoryOutputPipe, MemoryOutputPipe), RuntimeError> {
-        // Each task starts from what the agent's files really hold.
-        shared.disk.measure();
+        // The first of the agent's running tasks measures what its files
+        // really hold; the hold ends with the task's store.
+        let disk = super::disk::begin(shared);
         let stdout = MemoryOutputPipe::new(shared.limits.stdio_bytes_per_task);
         let stderr = MemoryOutputPipe::new(shared.limits.stdio_bytes_per_task);
         let mut b = WasiCtxBuilder::new();
@@ -126,6 +127,7 @@ impl WasmRuntime {
                 hit: false,
             },
             agent: shared.clone(),
+            disk,
             llm: self.llm.clone(),
             hostcalls: 0,
             tokens: 0,
