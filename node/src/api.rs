@@ -44,6 +44,10 @@ use sparebox_protocol::now_secs;
 /// Shared state behind the API.
 #[derive(Debug)]
 pub struct ApiState {
+    /// `api.dashboard_hosts`: names the dashboard answers to besides loopback.
+    pub dashboard_hosts: Vec<String>,
+    /// `api.trusted_proxy`.
+    pub trusted_proxy: bool,
     pub started: Instant,
     pub node: PublicKey,
     pub agents: Arc<Agents>,
@@ -139,6 +143,9 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .route("/assets/{*path}", get(dashboard_asset))
         .merge(sparebox_service::web::shared_routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(axum::middleware::from_fn(
+            sparebox_service::web::security_headers,
+        ))
         .with_state(state)
 }
 
@@ -214,21 +221,76 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
         .into_response()
 }
 
-fn loopback_only(peer: SocketAddr) -> Result<(), ApiError> {
-    if peer.ip().is_loopback() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "the dashboard API answers only on loopback".into(),
-        ))
+/// A caller of the dashboard API: the owner's own browser or tools on
+/// this machine. Three checks, all required:
+/// - the peer address is loopback;
+/// - the `Host` header names loopback (`localhost`, `127.x`, `[::1]`) or a
+///   name in `api.dashboard_hosts`, so a web page that rebinds its own name
+///   to 127.0.0.1 is refused;
+/// - the request did not come through a reverse proxy, unless
+///   `api.trusted_proxy` says the proxy authenticates the owner.
+#[derive(Debug)]
+pub struct Dashboard;
+
+impl axum::extract::FromRequestParts<Arc<ApiState>> for Dashboard {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<ApiState>,
+    ) -> Result<Self, ApiError> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        if !peer.is_some_and(|p| p.ip().is_loopback()) {
+            return Err(ApiError::Forbidden(
+                "the dashboard API answers only on loopback".into(),
+            ));
+        }
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        if !dashboard_host(host, &state.dashboard_hosts) {
+            return Err(ApiError::Forbidden(format!(
+                "the dashboard answers to localhost, not to Host `{host}` (add the name to api.dashboard_hosts if it is yours)"
+            )));
+        }
+        let proxied = ["forwarded", "x-forwarded-for", "x-real-ip"]
+            .iter()
+            .any(|h| parts.headers.contains_key(*h));
+        if proxied && !state.trusted_proxy {
+            return Err(ApiError::Forbidden(
+                "the dashboard does not answer through a reverse proxy unless api.trusted_proxy is set".into(),
+            ));
+        }
+        Ok(Dashboard)
     }
+}
+
+/// Whether `host` (a `Host` header: name or address, optional port) is
+/// loopback or one of `allowed`.
+fn dashboard_host(host: &str, allowed: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if name.is_empty() {
+        return false;
+    }
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(&name))
 }
 
 async fn node_info(
     State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    _dashboard: Dashboard,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    loopback_only(peer)?;
     let net = state
         .net
         .info()
@@ -260,9 +322,8 @@ async fn node_info(
 
 async fn peers(
     State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    _dashboard: Dashboard,
 ) -> Result<Json<Vec<sparebox_network::PeerView>>, ApiError> {
-    loopback_only(peer)?;
     let net = state
         .net
         .info()
@@ -273,25 +334,22 @@ async fn peers(
 
 async fn adverts(
     State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    _dashboard: Dashboard,
 ) -> Result<Json<Vec<sparebox_network::adverts::AdvertView>>, ApiError> {
-    loopback_only(peer)?;
     Ok(Json(state.adverts.list(now_secs())))
 }
 
 async fn agents(
     State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    _dashboard: Dashboard,
 ) -> Result<Json<Vec<sparebox_protocol::rpc::AgentView>>, ApiError> {
-    loopback_only(peer)?;
     Ok(Json(state.agents.list()))
 }
 
 async fn usage(
     State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    _dashboard: Dashboard,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    loopback_only(peer)?;
     let per_agent: Vec<_> = state
         .agents
         .list()
@@ -321,9 +379,8 @@ async fn dashboard_asset(Path(path): Path<String>) -> Response {
 
 async fn history(
     State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    _dashboard: Dashboard,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    loopback_only(peer)?;
     Ok(Json(serde_json::json!({
         "intervalSecs": crate::owner::SAMPLE_SECS,
         "points": state.agents.owner.history(),
@@ -332,9 +389,8 @@ async fn history(
 
 async fn offers(
     State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    _dashboard: Dashboard,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    loopback_only(peer)?;
     Ok(Json(
         serde_json::json!({"offers": state.agents.owner.offers()}),
     ))
@@ -342,9 +398,8 @@ async fn offers(
 
 async fn earnings(
     State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    _dashboard: Dashboard,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    loopback_only(peer)?;
     Ok(Json(state.agents.earnings()))
 }
 
@@ -355,11 +410,10 @@ struct TailQuery {
 
 async fn agent_logs(
     State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    _dashboard: Dashboard,
     Path(id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<TailQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    loopback_only(peer)?;
     let lines = state.agents.agent_logs(&id, q.tail.unwrap_or(200))?;
     Ok(Json(serde_json::json!({ "lines": lines })))
 }
@@ -381,15 +435,13 @@ fn owner_json(state: &ApiState) -> serde_json::Value {
 
 async fn owner(
     State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    _dashboard: Dashboard,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    loopback_only(peer)?;
     Ok(Json(owner_json(&state)))
 }
 
 /// Owner actions: loopback and the owner token.
-fn owner_only(state: &ApiState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
-    loopback_only(peer)?;
+fn owner_only(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -404,11 +456,11 @@ fn owner_only(state: &ApiState, peer: SocketAddr, headers: &HeaderMap) -> Result
 
 async fn owner_stop(
     State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    _dashboard: Dashboard,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    owner_only(&state, peer, &headers)?;
+    owner_only(&state, &headers)?;
     use sparebox_protocol::rpc::ControlResponse;
     match state
         .agents
@@ -435,11 +487,11 @@ struct AcceptingReq {
 
 async fn owner_offers(
     State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    _dashboard: Dashboard,
     headers: HeaderMap,
     body: Result<Json<AcceptingReq>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    owner_only(&state, peer, &headers)?;
+    owner_only(&state, &headers)?;
     let Json(r) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     state
         .agents
@@ -481,11 +533,11 @@ fn cents(v: &serde_json::Value) -> Option<u64> {
 
 async fn owner_prices(
     State(state): State<Arc<ApiState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    _dashboard: Dashboard,
     headers: HeaderMap,
     body: Result<Json<PricesReq>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    owner_only(&state, peer, &headers)?;
+    owner_only(&state, &headers)?;
     let Json(r) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let mut prices = state.agents.owner.prices();
     let mut fields = Vec::new();

@@ -219,6 +219,16 @@ pub struct ApiConfig {
     /// `http://<addr>` (a reverse proxy, say). Default none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// Host names (besides `localhost` and loopback addresses) the dashboard
+    /// answers to, e.g. the name a reverse proxy forwards as `Host`. A
+    /// request with any other `Host` (a DNS-rebinding page) is refused.
+    /// Default empty.
+    pub dashboard_hosts: Vec<String>,
+    /// Whether dashboard requests that came through a reverse proxy
+    /// (`Forwarded`, `X-Forwarded-For` or `X-Real-IP` present) are
+    /// answered. Behind a proxy every caller looks like loopback, so this
+    /// stays off unless the proxy authenticates the owner. Default false.
+    pub trusted_proxy: bool,
 }
 
 impl Default for ApiConfig {
@@ -226,6 +236,8 @@ impl Default for ApiConfig {
         ApiConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
             public_url: None,
+            dashboard_hosts: Vec::new(),
+            trusted_proxy: false,
         }
     }
 }

@@ -340,6 +340,8 @@ impl Node {
         let listen_addrs = net.info().await.map(|i| i.listen_addrs).unwrap_or_default();
 
         let state = Arc::new(ApiState {
+            dashboard_hosts: config.api.dashboard_hosts.clone(),
+            trusted_proxy: config.api.trusted_proxy,
             started: Instant::now(),
             node: me,
             agents: agents.clone(),

@@ -89,6 +89,87 @@ pub fn envelope_from_hex<M: Message>(hex_text: &str) -> Result<Envelope, FileErr
     })
 }
 
+/// A host's answer to an offer that the deployer must not store or show.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AcceptedError {
+    #[error("the agent id `{0}` is not the one the host signed [agent_id_mismatch]")]
+    AgentIdMismatch(String),
+    #[error("the agent id {0:?} is not a plain name (a-z, 0-9, `-`, at most 80) [bad_agent_id]")]
+    BadAgentId(String),
+    #[error(
+        "the API URL {0:?} is not http(s)://<the host's address>/api/agents/<agent id> [bad_api_url]"
+    )]
+    BadApiUrl(String),
+    #[error("the bearer token is not 64 hex digits [bad_token]")]
+    BadToken,
+}
+
+impl AcceptedError {
+    /// The stable reason code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AcceptedError::AgentIdMismatch(_) => "agent_id_mismatch",
+            AcceptedError::BadAgentId(_) => "bad_agent_id",
+            AcceptedError::BadApiUrl(_) => "bad_api_url",
+            AcceptedError::BadToken => "bad_token",
+        }
+    }
+}
+
+/// Whether `id` can name a file: 1–80 of `a-z`, `0-9` and `-`, not
+/// starting with `-` (what nodes make: `<spec name>-<8 hex digits>`).
+pub fn plain_agent_id(id: &str) -> bool {
+    (1..=80).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-')
+}
+
+/// Checks what a host answered when it accepted an offer, before any of it
+/// touches the deployer's disk or screen: the agent id must be the one in
+/// the signed agreement and a plain file name; the API URL must be
+/// `http(s)://HOST[:port]/api/agents/<agent id>` where an address HOST is
+/// the address the host was reached at (`dialed`, when that is an address);
+/// the token must be hex.
+pub fn check_accepted(
+    agent_id: &str,
+    signed_agent_id: &str,
+    api_url: &str,
+    token: &str,
+    dialed: Option<std::net::IpAddr>,
+) -> Result<(), AcceptedError> {
+    if agent_id != signed_agent_id {
+        return Err(AcceptedError::AgentIdMismatch(agent_id.to_string()));
+    }
+    if !plain_agent_id(agent_id) {
+        return Err(AcceptedError::BadAgentId(agent_id.to_string()));
+    }
+    let bad_url = || AcceptedError::BadApiUrl(api_url.to_string());
+    let url = url::Url::parse(api_url).map_err(|_| bad_url())?;
+    let host_ok = match url.host() {
+        Some(url::Host::Domain(d)) => !d.is_empty(),
+        Some(url::Host::Ipv4(a)) => dialed.is_none_or(|d| d == std::net::IpAddr::V4(a)),
+        Some(url::Host::Ipv6(a)) => dialed.is_none_or(|d| d == std::net::IpAddr::V6(a)),
+        None => false,
+    };
+    if !matches!(url.scheme(), "http" | "https")
+        || !host_ok
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || url.path().trim_end_matches('/') != format!("/api/agents/{agent_id}")
+        || api_url.chars().any(char::is_control)
+    {
+        return Err(bad_url());
+    }
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(AcceptedError::BadToken);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +220,85 @@ mod tests {
                 }
             ),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_hosts_answer_is_checked_before_it_is_stored_or_shown() {
+        let ip: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+        let token = "ab".repeat(32);
+        let ok = |id: &str, url: &str| check_accepted(id, id, url, &token, Some(ip));
+        assert_eq!(
+            ok(
+                "echo-1a2b3c4d",
+                "http://203.0.113.7:7878/api/agents/echo-1a2b3c4d"
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            ok("echo-1", "https://node.example.com/api/agents/echo-1/"),
+            Ok(())
+        );
+        for (id, url, code) in [
+            (
+                "../../../../tmp/x",
+                "http://203.0.113.7/api/agents/x",
+                "bad_agent_id",
+            ),
+            ("a/b", "http://203.0.113.7/api/agents/a/b", "bad_agent_id"),
+            (
+                "x.json",
+                "http://203.0.113.7/api/agents/x.json",
+                "bad_agent_id",
+            ),
+            ("", "http://203.0.113.7/api/agents/", "bad_agent_id"),
+            (
+                "echo-1",
+                "http://198.51.100.1/api/agents/echo-1",
+                "bad_api_url",
+            ),
+            (
+                "echo-1",
+                "http://169.254.169.254/api/agents/echo-1",
+                "bad_api_url",
+            ),
+            ("echo-1", "file:///etc/passwd", "bad_api_url"),
+            ("echo-1", "http://203.0.113.7/elsewhere", "bad_api_url"),
+            (
+                "echo-1",
+                "http://u:p@203.0.113.7/api/agents/echo-1",
+                "bad_api_url",
+            ),
+            (
+                "echo-1",
+                "http://203.0.113.7/api/agents/echo-1?x=\u{1b}[2J",
+                "bad_api_url",
+            ),
+        ] {
+            assert_eq!(ok(id, url).unwrap_err().code(), code, "{id} {url}");
+        }
+        assert_eq!(
+            check_accepted(
+                "a",
+                "b",
+                "http://203.0.113.7/api/agents/a",
+                &token,
+                Some(ip)
+            )
+            .unwrap_err()
+            .code(),
+            "agent_id_mismatch"
+        );
+        assert_eq!(
+            check_accepted(
+                "a",
+                "a",
+                "http://203.0.113.7/api/agents/a",
+                "x\u{1b}",
+                Some(ip)
+            )
+            .unwrap_err(),
+            AcceptedError::BadToken
         );
     }
 }

@@ -21,7 +21,11 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 /// A request from `peer`, as the listener would hand it over.
 fn request(method: Method, uri: &str, peer: [u8; 4], body: Option<&str>) -> Request<Body> {
-    let mut b = Request::builder().method(method).uri(uri);
+    // As a browser on this machine sends it; tests of other hosts change it.
+    let mut b = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, "127.0.0.1:7878");
     if body.is_some() {
         b = b.header(header::CONTENT_TYPE, "application/json");
     }
@@ -131,6 +135,97 @@ async fn node_routes_authenticate_and_answer_errors_in_one_shape() {
     .await;
 }
 
+/// Every dashboard route and owner action, as (method, path, body).
+const DASHBOARD: &[(&str, &str, Option<&str>)] = &[
+    ("GET", "/api/node", None),
+    ("GET", "/api/peers", None),
+    ("GET", "/api/adverts", None),
+    ("GET", "/api/agents", None),
+    ("GET", "/api/usage", None),
+    ("GET", "/api/history", None),
+    ("GET", "/api/offers", None),
+    ("GET", "/api/earnings", None),
+    ("GET", "/api/agents/x/logs", None),
+    ("GET", "/api/owner", None),
+    ("POST", "/api/owner/agents/x/stop", None),
+    ("POST", "/api/owner/offers", Some(r#"{"accepting": false}"#)),
+    ("PUT", "/api/owner/prices", Some(r#"{"classes": []}"#)),
+];
+
+#[tokio::test]
+async fn the_dashboard_refuses_foreign_hosts_and_proxies_even_from_loopback() {
+    within(LIMIT, async {
+        let n = spawn_node().await.expect("node");
+        let app = n.node.app();
+        let token = format!("Bearer {}", n.node.owner_token());
+        let with = |method: &str, path: &str, body: Option<&str>, name: &str, value: &str| {
+            let mut r = request(method.parse().expect("method"), path, LOOPBACK, body);
+            r.headers_mut()
+                .insert(header::AUTHORIZATION, token.parse().expect("token"));
+            r.headers_mut().insert(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                value.parse().expect("value"),
+            );
+            r
+        };
+        for (method, path, body) in DASHBOARD {
+            // A page on evil.example whose name now resolves to 127.0.0.1.
+            for host in [
+                "evil.example:7878",
+                "evil.example",
+                "127.0.0.1.evil.example",
+                "",
+            ] {
+                let (s, v, _) = send(&app, with(method, path, *body, "host", host)).await;
+                assert_eq!(s, StatusCode::FORBIDDEN, "{method} {path} Host {host}: {v}");
+                assert_eq!(error_code(&v), "forbidden");
+            }
+            // Through a reverse proxy, every caller looks like loopback.
+            let (s, v, _) = send(
+                &app,
+                with(method, path, *body, "x-forwarded-for", "203.0.113.9"),
+            )
+            .await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{method} {path} proxied: {v}");
+        }
+        // The names that are loopback still work.
+        for host in [
+            "localhost:7878",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.0.0.2:1",
+            "[::1]:7878",
+        ] {
+            let (s, v, _) = send(&app, with("GET", "/api/node", None, "host", host)).await;
+            assert_eq!(s, StatusCode::OK, "Host {host}: {v}");
+        }
+        // The agent API is for remote deployers: any Host reaches it.
+        let (s, _, _) = send(
+            &app,
+            with("GET", "/api/health", None, "host", "node.example.com"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        // Pages are served under a strict policy.
+        let (s, _, headers) = send(&app, request(Method::GET, "/", LOOPBACK, None)).await;
+        assert_eq!(s, StatusCode::OK);
+        let csp = headers
+            .get(header::CONTENT_SECURITY_POLICY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(
+            csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
+            "{csp}"
+        );
+        assert_eq!(
+            headers.get(header::X_CONTENT_TYPE_OPTIONS).unwrap(),
+            "nosniff"
+        );
+        n.node.shutdown().await.expect("shutdown");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn market_routes_authenticate_and_answer_errors_in_one_shape() {
     within(LIMIT, async {
@@ -138,9 +233,10 @@ async fn market_routes_authenticate_and_answer_errors_in_one_shape() {
         let market = start_market(&market_config(dir.path(), BillingMode::TestLedger), None).await;
         let app = sparebox_market::api::router(market.state.clone());
 
-        let (s, v, _) = send(&app, request(Method::GET, "/api/health", STRANGER, None)).await;
+        let (s, v, headers) = send(&app, request(Method::GET, "/api/health", STRANGER, None)).await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(v["marketId"], market.market.to_string());
+        assert!(headers.contains_key(header::CONTENT_SECURITY_POLICY));
 
         // No session.
         let (s, v, _) = send(

@@ -110,5 +110,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/admin/grant-credit", post(admin::grant_credit))
         .route("/api/admin/settle", post(admin::settle_now))
         .merge(crate::web::routes())
+        .layer(axum::middleware::from_fn(
+            sparebox_service::web::security_headers,
+        ))
         .with_state(state)
 }

@@ -148,6 +148,15 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
                 {
                     bail!("the host's agreement does not match the offer [agreement_mismatch]");
                 }
+                // Nothing the host said reaches the disk or the screen unchecked.
+                sparebox_protocol::files::check_accepted(
+                    &agent_id,
+                    &a.message.agent_id,
+                    &api_url,
+                    &token,
+                    dialed_ip(&addr),
+                )
+                .map_err(|e| anyhow::anyhow!("the host's answer was refused: {e}"))?;
                 let file = AgentFile {
                     format: AGENT_FORMAT.into(),
                     agent_id: agent_id.clone(),
@@ -186,4 +195,13 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+/// The IP address in a multiaddr (`/ip4/A/...` or `/ip6/A/...`), if any.
+fn dialed_ip(addr: &str) -> Option<std::net::IpAddr> {
+    let mut parts = addr.split('/').skip(1);
+    match (parts.next(), parts.next()) {
+        (Some("ip4" | "ip6"), Some(a)) => a.parse().ok(),
+        _ => None,
+    }
 }

@@ -15,6 +15,13 @@ pub fn agents_dir() -> std::path::PathBuf {
 
 /// Saves an agent file with mode 0600.
 pub fn save_agent(file: &AgentFile) -> anyhow::Result<std::path::PathBuf> {
+    // A second wall: whatever checked the id before, no path leaves the dir.
+    if !files::plain_agent_id(&file.agent_id) {
+        bail!(
+            "agent id {:?} is not a plain name [bad_agent_id]",
+            file.agent_id
+        );
+    }
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let dir = agents_dir();
@@ -52,6 +59,9 @@ pub fn list_agents() -> anyhow::Result<Vec<AgentFile>> {
 
 /// One saved agent, by id.
 pub fn load_agent(id: &str) -> anyhow::Result<AgentFile> {
+    if !files::plain_agent_id(id) {
+        bail!("agent id {id:?} is not a plain name (see `sparebox agents list`)");
+    }
     let path = agents_dir().join(format!("{id}.json"));
     if !path.exists() {
         bail!(
