@@ -53,8 +53,14 @@ struct Entry {
 pub struct AdvertIndex {
     me: Option<PublicKey>,
     max_skew_secs: u64,
+    /// Most hosts held; see [`AdvertIndex::with_capacity`].
+    capacity: usize,
     entries: RwLock<HashMap<PublicKey, Entry>>,
 }
+
+/// Hosts an index holds by default. Keys cost nothing to make, so the index
+/// is bounded; see [`AdvertIndex::with_capacity`] for what gives way.
+pub const MAX_HOSTS: usize = 10_000;
 
 /// An advert as the CLI and APIs show it.
 #[derive(Debug, Clone, Serialize)]
@@ -120,8 +126,18 @@ impl AdvertIndex {
         AdvertIndex {
             me,
             max_skew_secs,
+            capacity: MAX_HOSTS,
             entries: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// At most `capacity` hosts. When the index is full, expired adverts go
+    /// first; then a new host displaces the host seen for the shortest time
+    /// (the least established), so a flood of throwaway keys churns among
+    /// itself while hosts the index has known longer stay.
+    pub fn with_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
     }
 
     fn verify(&self, bytes: &[u8], now: u64) -> Result<Verified<CapacityAdvert>, &'static str> {
@@ -166,6 +182,17 @@ impl AdvertIndex {
             Some(old) if live(&old.advert, now) => old.first_seen,
             _ => now,
         };
+        if !entries.contains_key(&advert.node) && entries.len() >= self.capacity {
+            entries.retain(|_, e| live(&e.advert, now));
+            if entries.len() >= self.capacity
+                && let Some(newest) = entries
+                    .iter()
+                    .max_by_key(|(k, e)| (e.first_seen, **k))
+                    .map(|(k, _)| *k)
+            {
+                entries.remove(&newest);
+            }
+        }
         entries.insert(
             advert.node,
             Entry {
@@ -351,6 +378,28 @@ mod tests {
         assert!(idx.list(now + 120).is_empty(), "gone when the TTL runs out");
         idx.purge(now + 120);
         assert!(idx.snapshot(now).is_empty());
+    }
+
+    #[test]
+    fn a_flood_of_fresh_keys_stays_within_the_bound_and_known_hosts_stay() {
+        let idx = AdvertIndex::new(None, 60).with_capacity(50);
+        let real = Keypair::from_seed([9; 32]);
+        idx.insert_synced(&advert(&real, 1, 1000), 1000).unwrap();
+        for i in 0..2000u32 {
+            let k = Keypair::from_seed({
+                let mut s = [0u8; 32];
+                s[..4].copy_from_slice(&i.to_le_bytes());
+                s[31] = 1;
+                s
+            });
+            idx.insert_synced(&advert(&k, 1, 1001), 1001).unwrap();
+            assert!(idx.len(1001) <= 50);
+        }
+        assert_eq!(idx.len(1001), 50);
+        let views = idx.list(1001);
+        assert!(views.iter().any(|v| v.peer_id == real.public().to_string()));
+        // The known host still updates.
+        assert_eq!(idx.insert_synced(&advert(&real, 2, 1002), 1002), Ok(true));
     }
 
     #[test]

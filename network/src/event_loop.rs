@@ -89,12 +89,23 @@ fn route<Req, Resp>(
     }
 }
 
+/// How often one peer may ask for our whole advert index.
+const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// Sync replies verified at once; more are dropped until one finishes.
+const SYNC_CHECKS: usize = 2;
+/// Adverts read from one sync reply.
+const MAX_SYNC_ADVERTS: usize = 2_000;
+
 /// Owns the Swarm; see the module docs of [`super`].
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     rx: mpsc::Receiver<Command>,
     tx: mpsc::Sender<Command>,
     inbound: Arc<dyn Inbound>,
+    /// When each peer was last sent our whole index.
+    sync_served: HashMap<PeerId, std::time::Instant>,
+    /// Sync replies being verified off the loop.
+    sync_checks: Arc<tokio::sync::Semaphore>,
     topic: gossipsub::IdentTopic,
     deploys: Pending<DeployResponse>,
     controls: Pending<ControlResponse>,
@@ -129,6 +140,8 @@ impl EventLoop {
             rx,
             tx,
             inbound,
+            sync_served: HashMap::new(),
+            sync_checks: Arc::new(tokio::sync::Semaphore::new(SYNC_CHECKS)),
             topic: gossipsub::IdentTopic::new(TOPIC),
             deploys: HashMap::new(),
             controls: HashMap::new(),
@@ -513,17 +526,47 @@ impl EventLoop {
         if let request_response::Event::Message { peer, message, .. } = e {
             match message {
                 request_response::Message::Request { channel, .. } => {
-                    let snapshot = self.inbound.sync();
+                    // One full index per peer per SYNC_EVERY; more often
+                    // gets an empty answer.
+                    let now = std::time::Instant::now();
+                    let recent = self
+                        .sync_served
+                        .get(&peer)
+                        .is_some_and(|t| now.duration_since(*t) < SYNC_EVERY);
+                    if self.sync_served.len() > 4096 {
+                        self.sync_served
+                            .retain(|_, t| now.duration_since(*t) < SYNC_EVERY);
+                    }
+                    let snapshot = if recent {
+                        sparebox_protocol::rpc::SyncResponse::default()
+                    } else {
+                        self.sync_served.insert(peer, now);
+                        self.inbound.sync()
+                    };
                     let _ = self
                         .swarm
                         .behaviour_mut()
                         .sync
                         .send_response(channel, snapshot);
                 }
-                request_response::Message::Response { response, .. } => {
-                    if let Some(from) = key_of(&peer) {
-                        self.inbound.synced(from, response);
-                    }
+                request_response::Message::Response { mut response, .. } => {
+                    // Thousands of signature checks do not belong on the
+                    // loop that owns the swarm: verify on the blocking pool,
+                    // a bounded number of replies at a time (the rest are
+                    // dropped), each cut to MAX_SYNC_ADVERTS.
+                    let Some(from) = key_of(&peer) else {
+                        return;
+                    };
+                    let Ok(permit) = self.sync_checks.clone().try_acquire_owned() else {
+                        tracing::debug!(%peer, "sync reply dropped: verifier busy");
+                        return;
+                    };
+                    response.adverts.truncate(MAX_SYNC_ADVERTS);
+                    let inbound = self.inbound.clone();
+                    tokio::task::spawn_blocking(move || {
+                        inbound.synced(from, response);
+                        drop(permit);
+                    });
                 }
             }
         }
