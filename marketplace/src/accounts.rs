@@ -160,8 +160,13 @@ pub struct Accounts {
     deployer_keys: sled::Tree,
     node_links: sled::Tree,
     connect: sled::Tree,
+    /// Sign-in attempts per (client, email) pair: a stranger's failures
+    /// never lock the owner of the email out from another client.
     by_email: Arc<DefaultKeyedRateLimiter<String>>,
     by_client: Arc<DefaultKeyedRateLimiter<String>>,
+    /// Sign-ups per client, and in all.
+    sign_ups_by_client: Arc<DefaultKeyedRateLimiter<String>>,
+    sign_ups: Arc<governor::DefaultDirectRateLimiter>,
     /// A hash verified when the email is unknown, to even out timing.
     dummy_hash: String,
 }
@@ -172,11 +177,14 @@ impl std::fmt::Debug for Accounts {
     }
 }
 
-/// Sign-in attempts allowed per minute: per email, and per client address.
+/// Attempts allowed per minute: sign-ins per (client, email) pair and per
+/// client address; sign-ups per client and in all.
 #[derive(Debug, Clone, Copy)]
 pub struct SignInLimits {
     pub per_email: u32,
     pub per_client: u32,
+    pub sign_ups_per_client: u32,
+    pub sign_ups: u32,
 }
 
 impl Default for SignInLimits {
@@ -184,8 +192,22 @@ impl Default for SignInLimits {
         SignInLimits {
             per_email: 5,
             per_client: 30,
+            sign_ups_per_client: 5,
+            sign_ups: 60,
         }
     }
+}
+
+/// A rate limiter's refusal as an error with the seconds to wait.
+fn limited(
+    r: Result<(), governor::NotUntil<governor::clock::QuantaInstant>>,
+) -> Result<(), AccountError> {
+    r.map_err(|n| {
+        let wait = n.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ));
+        AccountError::RateLimited(wait.as_secs().max(1))
+    })
 }
 
 fn hash_password(password: &str) -> Result<String, AccountError> {
@@ -221,8 +243,35 @@ impl Accounts {
             connect: db.open_tree("connect_accounts").map_err(storage)?,
             by_email: Arc::new(RateLimiter::keyed(per(limits.per_email))),
             by_client: Arc::new(RateLimiter::keyed(per(limits.per_client))),
+            sign_ups_by_client: Arc::new(RateLimiter::keyed(per(limits.sign_ups_per_client))),
+            sign_ups: Arc::new(RateLimiter::direct(per(limits.sign_ups))),
             dummy_hash: hash_password("sparebox-dummy-password")?,
         })
+    }
+
+    /// Admits a sign-up from `client` under the per-client and overall
+    /// limits (each one costs a memory-hard hash).
+    pub fn admit_sign_up(&self, client: &str) -> Result<(), AccountError> {
+        limited(self.sign_ups_by_client.check_key(&client.to_string()))?;
+        limited(self.sign_ups.check())
+    }
+
+    /// Drops expired sessions and challenges; returns how many.
+    pub fn purge(&self, now: u64) -> Result<usize, AccountError> {
+        let mut n = 0;
+        for (k, v) in self.sessions.iter().flatten() {
+            if serde_json::from_slice::<Session>(&v).map_or(true, |s| s.expires_at <= now) {
+                self.sessions.remove(k).map_err(storage)?;
+                n += 1;
+            }
+        }
+        for (k, v) in self.challenges.iter().flatten() {
+            if serde_json::from_slice::<Challenge>(&v).map_or(true, |c| c.expires_at <= now) {
+                self.challenges.remove(k).map_err(storage)?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Creates an account. The password is checked for length only.
@@ -268,16 +317,8 @@ impl Accounts {
         client: &str,
     ) -> Result<Account, AccountError> {
         let email = normalize_email(email).map_err(|_| AccountError::BadCredentials)?;
-        let limited = |r: Result<(), governor::NotUntil<governor::clock::QuantaInstant>>| {
-            r.map_err(|n| {
-                let wait = n.wait_time_from(governor::clock::Clock::now(
-                    &governor::clock::DefaultClock::default(),
-                ));
-                AccountError::RateLimited(wait.as_secs().max(1))
-            })
-        };
         limited(self.by_client.check_key(&client.to_string()))?;
-        limited(self.by_email.check_key(&email))?;
+        limited(self.by_email.check_key(&format!("{client} {email}")))?;
         let account = self.by_email(&email)?;
         let phc = account
             .as_ref()
@@ -486,6 +527,7 @@ mod tests {
                 SignInLimits {
                     per_email: 3,
                     per_client: 100,
+                    ..SignInLimits::default()
                 },
             )
             .unwrap(),
@@ -549,6 +591,59 @@ mod tests {
             .unwrap();
         a.sign_in("bob@example.com", "correct horse battery", "c")
             .unwrap();
+    }
+
+    #[test]
+    fn a_strangers_failures_do_not_lock_the_owner_out() {
+        let (_d, a) = open_store();
+        a.sign_up("ada@example.com", "correct horse battery", 1)
+            .unwrap();
+        for _ in 0..10 {
+            let r = a.sign_in("ada@example.com", "guess guess guess", "203.0.113.9");
+            assert!(matches!(
+                r,
+                Err(AccountError::BadCredentials | AccountError::RateLimited(_))
+            ));
+        }
+        // Ada, from her own address, is not the stranger.
+        a.sign_in("ada@example.com", "correct horse battery", "198.51.100.7")
+            .unwrap();
+    }
+
+    #[test]
+    fn sign_ups_are_limited_per_client_and_in_all() {
+        let (_d, a) = open_store();
+        for _ in 0..5 {
+            a.admit_sign_up("203.0.113.9").unwrap();
+        }
+        assert!(matches!(
+            a.admit_sign_up("203.0.113.9"),
+            Err(AccountError::RateLimited(_))
+        ));
+        // Others still get in, until the overall limit.
+        let mut admitted = 0;
+        for i in 0..100 {
+            if a.admit_sign_up(&format!("198.51.100.{i}")).is_ok() {
+                admitted += 1;
+            }
+        }
+        assert_eq!(admitted, 60 - 5, "60 a minute in all");
+    }
+
+    #[test]
+    fn purge_drops_expired_sessions_and_challenges_only() {
+        let (_d, a) = open_store();
+        let acct = a
+            .sign_up("ada@example.com", "correct horse battery", 1)
+            .unwrap();
+        let (old, _) = a.new_session(&acct.id, 100).unwrap();
+        let (fresh, _) = a.new_session(&acct.id, 100 + SESSION_SECS).unwrap();
+        a.challenge(&acct.id, ProofPurpose::DeployerKey, 100)
+            .unwrap();
+        let removed = a.purge(101 + SESSION_SECS).unwrap();
+        assert_eq!(removed, 2, "the old session and the challenge");
+        assert!(a.session(&old, 100).is_err(), "purged");
+        assert!(a.session(&fresh, 101 + SESSION_SECS).is_ok());
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub struct MarketConfig {
     pub sign_in_per_email: u32,
     /// Sign-in attempts per minute, per client address. Default 30.
     pub sign_in_per_client: u32,
+    /// Sign-ups per minute, per client address. Default 5.
+    pub sign_ups_per_client: u32,
+    /// Sign-ups per minute in all. Default 60.
+    pub sign_ups_per_minute: u32,
 }
 
 impl Default for MarketConfig {
@@ -75,6 +79,8 @@ impl Default for MarketConfig {
             settle_interval_secs: 3600,
             min_checkout_cents: 500,
             sign_in_per_email: 5,
+            sign_ups_per_client: 5,
+            sign_ups_per_minute: 60,
             sign_in_per_client: 30,
         }
     }

@@ -118,6 +118,8 @@ pub async fn start(cfg: &MarketConfig, stripe: Option<StripeConfig>) -> anyhow::
         SignInLimits {
             per_email: cfg.sign_in_per_email,
             per_client: cfg.sign_in_per_client,
+            sign_ups_per_client: cfg.sign_ups_per_client,
+            sign_ups: cfg.sign_ups_per_minute,
         },
     )?;
     let deployments = Arc::new(Deployments::open(&db)?);
@@ -164,6 +166,7 @@ pub async fn start(cfg: &MarketConfig, stripe: Option<StripeConfig>) -> anyhow::
         settle_lock: tokio::sync::Mutex::new(()),
         deployments,
         net: net.clone(),
+        hashing: tokio::sync::Semaphore::new(2),
     });
     let app = crate::api::router(state.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -200,6 +203,9 @@ async fn expire_vouchers(state: Arc<AppState>) {
     loop {
         tick.tick().await;
         state.hosts.adverts.purge(now_secs());
+        if let Err(e) = state.accounts.purge(now_secs()) {
+            tracing::error!("purging expired sessions and challenges: {e}");
+        }
         // Offers prepared in the browser and never signed give their
         // reservation back.
         for v in state.deployments.take_abandoned(now_secs()) {

@@ -37,6 +37,8 @@ pub struct AppState {
     pub deployments: Arc<Deployments>,
     /// The marketplace's libp2p peer (host index, relay).
     pub net: network::Client,
+    /// Password hashes running at once (argon2id is memory-hard).
+    pub hashing: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for AppState {

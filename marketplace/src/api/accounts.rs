@@ -17,7 +17,7 @@ use sparebox_protocol::{Checks, KeyProof, Message as _, ProofPurpose, now_secs};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{Body, SESSION_COOKIE, SignedIn, session_cookie};
-use crate::accounts::{Account, SESSION_SECS};
+use crate::accounts::{Account, AccountError, SESSION_SECS};
 use crate::ledger::Account as LedgerAccount;
 use crate::state::AppState;
 
@@ -57,10 +57,16 @@ pub(super) fn with_session(
 
 pub(super) async fn sign_up(
     State(s): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     jar: CookieJar,
     Body(c): Body<Credentials>,
 ) -> ApiResult<Response> {
-    let a = s.accounts.sign_up(&c.email, &c.password, now_secs())?;
+    s.accounts.admit_sign_up(&peer.ip().to_string())?;
+    let accounts = s.accounts.clone();
+    let a = hashing(&s, move || {
+        accounts.sign_up(&c.email, &c.password, now_secs())
+    })
+    .await?;
     tracing::info!(account = %a.id, "account created");
     with_session(&s, jar, &a, StatusCode::CREATED)
 }
@@ -71,9 +77,9 @@ pub(super) async fn sign_in(
     jar: CookieJar,
     Body(c): Body<Credentials>,
 ) -> ApiResult<Response> {
-    let a = s
-        .accounts
-        .sign_in(&c.email, &c.password, &peer.ip().to_string())?;
+    let accounts = s.accounts.clone();
+    let client = peer.ip().to_string();
+    let a = hashing(&s, move || accounts.sign_in(&c.email, &c.password, &client)).await?;
     with_session(&s, jar, &a, StatusCode::OK)
 }
 
@@ -304,4 +310,28 @@ pub(super) async fn prepare_key(
     )?;
     let (_, signing) = build::detached(&proof);
     Ok(Json(json!({ "signing": signing })))
+}
+
+/// Runs `f` (which hashes a password: 19 MiB and tens of ms of argon2id) on
+/// the blocking pool, at most `HASHING` at a time, so neither the async
+/// workers nor memory are at a flood's mercy.
+async fn hashing<T: Send + 'static>(
+    s: &AppState,
+    f: impl FnOnce() -> Result<T, AccountError> + Send + 'static,
+) -> ApiResult<T> {
+    let _slot = s.hashing.acquire().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the marketplace is stopping",
+        )
+    })?;
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => Ok(r?),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            e.to_string(),
+        )),
+    }
 }
