@@ -133,9 +133,13 @@ fn blocks(n: u64) -> u64 {
 
 /// Notes a refused write in the agent's log.
 fn refused(state: &TaskState, n: u64) {
-    let q = &state.agent.disk;
-    state.agent.log.push(
-        &state.agent.id,
+    log_refusal(&state.agent, n);
+}
+
+fn log_refusal(agent: &super::AgentShared, n: u64) {
+    let q = &agent.disk;
+    agent.log.push(
+        &agent.id,
         "warn",
         &format!(
             "disk: a write of {n} bytes refused: the agent's files hold {} of its {} bytes (resources.disk_mib)",
@@ -351,16 +355,7 @@ impl OutputStream for QuotaStream {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
         let n = bytes.len() as u64;
         if !self.agent.disk.reserve(n) {
-            let q = &self.agent.disk;
-            self.agent.log.push(
-                &self.agent.id,
-                "warn",
-                &format!(
-                    "disk: a write of {n} bytes refused: the agent's files hold {} of its {} bytes (resources.disk_mib)",
-                    q.used(),
-                    q.cap()
-                ),
-            );
+            log_refusal(&self.agent, n);
             return Err(StreamError::LastOperationFailed(wasmtime::format_err!(
                 "no space left: the agent's disk_mib cap is reached"
             )));
