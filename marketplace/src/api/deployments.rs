@@ -20,10 +20,11 @@ use crate::state::AppState;
 
 pub(super) async fn upload_artifact(
     State(s): State<Arc<AppState>>,
-    _signed: SignedIn,
+    signed: SignedIn,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (digest, size) = s.deployments.upload(&body)?;
+    let SignedIn(_, account) = signed;
+    let (digest, size) = s.deployments.upload_for(&account.id, &body)?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"sha256": digest.to_hex(), "size": size})),

@@ -165,6 +165,9 @@ impl From<DeployError> for ApiError {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
             }
             DeployError::NotAComponent => ApiError::bad("not_a_component", message),
+            DeployError::UploadQuota { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "upload_quota", message)
+            }
             DeployError::UnknownPending(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "unknown_request", message)
             }

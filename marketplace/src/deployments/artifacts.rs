@@ -33,6 +33,36 @@ impl Deployments {
         Ok((digest, bytes.len()))
     }
 
+    /// [`Deployments::upload`] for `account`, within its quota: the
+    /// distinct components an account has uploaded may hold at most the
+    /// upload quota ([`super::MAX_ACCOUNT_UPLOAD_BYTES`] unless set with
+    /// [`Deployments::with_upload_quota`]); uploading one it already has is
+    /// free.
+    pub fn upload_for(&self, account: &str, bytes: &[u8]) -> Result<(Digest, usize), DeployError> {
+        let digest = sha256(bytes);
+        let key = format!("{account}/{}", digest.to_hex());
+        if self.uploads.get(&key).map_err(storage)?.is_none() {
+            let used: u64 = self
+                .uploads
+                .scan_prefix(format!("{account}/"))
+                .filter_map(|r| r.ok())
+                .filter_map(|(_, v)| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .map(u64::from_be_bytes)
+                .sum();
+            if used + bytes.len() as u64 > self.upload_quota {
+                return Err(DeployError::UploadQuota {
+                    used,
+                    max: self.upload_quota,
+                });
+            }
+        }
+        let out = self.upload(bytes)?;
+        self.uploads
+            .insert(key, &(bytes.len() as u64).to_be_bytes())
+            .map_err(storage)?;
+        Ok(out)
+    }
+
     /// One chunk of a stored component, for a host an offer was made to.
     pub fn artifact(&self, from: PublicKey, req: &ArtifactRequest) -> ArtifactResponse {
         let allowed = lock(&self.fetchers)

@@ -53,6 +53,8 @@ pub enum DeployError {
     TooLarge { size: usize, max: usize },
     #[error("this is not a WebAssembly component (build it for wasm32-wasip2)")]
     NotAComponent,
+    #[error("your uploads hold {used} bytes; an account may keep {max}")]
+    UploadQuota { used: u64, max: u64 },
     #[error("no prepared {0} with this id (it may have expired; prepare it again)")]
     UnknownPending(&'static str),
     #[error("you have no agent {0}")]
@@ -80,6 +82,7 @@ impl DeployError {
             DeployError::Invalid(_) => "invalid",
             DeployError::TooLarge { .. } => "too_large",
             DeployError::NotAComponent => "not_a_component",
+            DeployError::UploadQuota { .. } => "upload_quota",
             DeployError::UnknownPending(_) => "unknown_request",
             DeployError::UnknownAgent(_) => "unknown_agent",
             DeployError::BadId(_) => "bad_request",
@@ -104,6 +107,8 @@ fn storage(e: impl std::fmt::Display) -> DeployError {
     DeployError::Storage(e.to_string())
 }
 
+/// Most bytes of distinct components one account may have uploaded.
+pub const MAX_ACCOUNT_UPLOAD_BYTES: u64 = 256 * 1024 * 1024;
 /// Largest component the web upload takes, in bytes.
 pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 /// How long a prepared offer or command waits for its signature.
@@ -211,6 +216,9 @@ enum Pending {
 #[derive(Debug)]
 pub struct Deployments {
     artifacts: sled::Tree,
+    /// `account/sha256` → size: what each account has uploaded.
+    uploads: sled::Tree,
+    upload_quota: u64,
     records: sled::Tree,
     pending: Mutex<HashMap<Id, Pending>>,
     /// Artifact → hosts that may fetch it.
@@ -227,11 +235,19 @@ impl Deployments {
         let (events, _) = tokio::sync::broadcast::channel(256);
         Ok(Deployments {
             artifacts: db.open_tree("artifacts")?,
+            uploads: db.open_tree("uploads")?,
+            upload_quota: MAX_ACCOUNT_UPLOAD_BYTES,
             records: db.open_tree("deployments")?,
             pending: Mutex::new(HashMap::new()),
             fetchers: Mutex::new(HashMap::new()),
             events,
         })
+    }
+
+    /// Bytes of distinct components one account may keep uploaded.
+    pub fn with_upload_quota(mut self, bytes: u64) -> Self {
+        self.upload_quota = bytes;
+        self
     }
 
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
@@ -424,6 +440,28 @@ mod tests {
             })))
             .unwrap_err();
         assert_eq!(e.fields()[0].0, "runtime");
+    }
+
+    #[test]
+    fn an_accounts_uploads_stop_at_its_quota_and_repeats_are_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let d = Deployments::open(&db).unwrap().with_upload_quota(4 * 1024);
+        let component = |n: usize, fill: u8| {
+            let mut b = vec![fill; n];
+            b[..8].copy_from_slice(b"\0asm\x0d\0\x01\0");
+            b
+        };
+        let big = 1024;
+        for i in 0..4u8 {
+            d.upload_for("acct_1", &component(big, i + 1)).unwrap();
+        }
+        // The same component again costs nothing; a new one is refused.
+        d.upload_for("acct_1", &component(big, 1)).unwrap();
+        let e = d.upload_for("acct_1", &component(1024, 9)).unwrap_err();
+        assert_eq!(e.code(), "upload_quota");
+        // Another account has its own quota.
+        d.upload_for("acct_2", &component(1024, 9)).unwrap();
     }
 
     #[test]
