@@ -211,3 +211,27 @@ pub async fn wait_task(
     })
     .await
 }
+
+/// Sends `content` to the agent whose API is `agent_api`
+/// (`{node}/api/agents/{id}`, as `deploy` prints it) with its bearer token,
+/// and waits (at most `limit`) for the task to end; returns the task.
+pub async fn ask_agent(
+    node_api: &str,
+    agent_api: &str,
+    token: &str,
+    content: &str,
+    limit: Duration,
+) -> serde_json::Value {
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(format!("{agent_api}/messages"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "content": content }))
+        .send()
+        .await
+        .expect("message sent")
+        .json()
+        .await
+        .expect("message answered");
+    let task = r["taskId"].as_str().expect("a task id").to_string();
+    wait_task(node_api, &task, token, limit).await
+}

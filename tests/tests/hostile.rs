@@ -16,7 +16,7 @@ use sparebox_protocol::identity::Keypair;
 use sparebox_protocol::rpc::{DeployRequest, DeployResponse};
 use sparebox_protocol::spec::{AgentSpec, ResolvedSpec};
 use sparebox_protocol::{Envelope, sha256};
-use sparebox_tests::{direct_offer, repo_root, spawn_node_with, wait_task, within};
+use sparebox_tests::{ask_agent, direct_offer, repo_root, spawn_node_with, within};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -38,18 +38,8 @@ fn hostile_document(hosts: &[String]) -> (String, Vec<u8>) {
 }
 
 async fn ask(api: &str, agent: &str, token: &str, content: &str) -> Value {
-    let r: Value = reqwest::Client::new()
-        .post(format!("{api}/api/agents/{agent}/messages"))
-        .bearer_auth(token)
-        .json(&serde_json::json!({ "content": content }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let task = r["taskId"].as_str().unwrap().to_string();
-    wait_task(api, &task, token, Duration::from_secs(30)).await
+    let agent_api = format!("{api}/api/agents/{agent}");
+    ask_agent(api, &agent_api, token, content, Duration::from_secs(30)).await
 }
 
 /// A node that takes direct offers from `deployer`, and a light peer that

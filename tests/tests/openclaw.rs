@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sparebox_protocol::RuntimeKind;
 use sparebox_testkit::fake_llm;
-use sparebox_tests::{Deployer, repo_root, spawn_node_with, wait_task, within};
+use sparebox_tests::{Deployer, ask_agent, repo_root, spawn_node_with, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openclaw_agent_through_the_node() {
@@ -66,18 +66,14 @@ async fn openclaw_agent_through_the_node() {
         );
 
         // A message through the agent API comes back with the fake's reply.
-        let r: Value = reqwest::Client::new()
-            .post(format!("{api}/messages"))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({"content": "Hello?"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let task_id = r["taskId"].as_str().unwrap().to_string();
-        let task = wait_task(&node.api_url(), &task_id, &token, Duration::from_secs(90)).await;
+        let task = ask_agent(
+            &node.api_url(),
+            &api,
+            &token,
+            "Hello?",
+            Duration::from_secs(90),
+        )
+        .await;
         assert_eq!(task["result"], "the fake model says hi", "{task}");
         assert_eq!(task["tokensUsed"], 15);
         assert_eq!(seen.lock().unwrap().last().unwrap()["model"], "gpt-4o-mini");
