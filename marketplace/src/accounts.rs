@@ -198,6 +198,18 @@ impl Default for SignInLimits {
     }
 }
 
+/// The key a client is rate limited by: its IPv4 address, or its IPv6 /64
+/// (one host can hold a whole /64, so single addresses cost it nothing).
+pub fn client_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
 /// A rate limiter's refusal as an error with the seconds to wait.
 fn limited(
     r: Result<(), governor::NotUntil<governor::clock::QuantaInstant>>,
@@ -256,8 +268,12 @@ impl Accounts {
         limited(self.sign_ups.check())
     }
 
-    /// Drops expired sessions and challenges; returns how many.
+    /// Drops expired sessions and challenges, and forgets rate-limit state
+    /// that has recovered; returns how many records were dropped.
     pub fn purge(&self, now: u64) -> Result<usize, AccountError> {
+        self.by_email.retain_recent();
+        self.by_client.retain_recent();
+        self.sign_ups_by_client.retain_recent();
         let mut n = 0;
         for (k, v) in self.sessions.iter().flatten() {
             if serde_json::from_slice::<Session>(&v).map_or(true, |s| s.expires_at <= now) {
@@ -316,9 +332,20 @@ impl Accounts {
         password: &str,
         client: &str,
     ) -> Result<Account, AccountError> {
+        self.admit_sign_in(email, client)?;
+        self.check_password(email, password)
+    }
+
+    /// The sign-in rate limits alone, to run before the (expensive) hash.
+    pub fn admit_sign_in(&self, email: &str, client: &str) -> Result<(), AccountError> {
         let email = normalize_email(email).map_err(|_| AccountError::BadCredentials)?;
         limited(self.by_client.check_key(&client.to_string()))?;
-        limited(self.by_email.check_key(&format!("{client} {email}")))?;
+        limited(self.by_email.check_key(&format!("{client} {email}")))
+    }
+
+    /// The password check alone; callers apply [`Accounts::admit_sign_in`].
+    pub fn check_password(&self, email: &str, password: &str) -> Result<Account, AccountError> {
+        let email = normalize_email(email).map_err(|_| AccountError::BadCredentials)?;
         let account = self.by_email(&email)?;
         let phc = account
             .as_ref()
@@ -644,6 +671,16 @@ mod tests {
         assert_eq!(removed, 2, "the old session and the challenge");
         assert!(a.session(&old, 100).is_err(), "purged");
         assert!(a.session(&fresh, 101 + SESSION_SECS).is_ok());
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_by_their_64() {
+        let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: std::net::IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: std::net::IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(c));
+        assert_eq!(client_key("203.0.113.9".parse().unwrap()), "203.0.113.9");
     }
 
     #[test]

@@ -203,8 +203,12 @@ async fn expire_vouchers(state: Arc<AppState>) {
     loop {
         tick.tick().await;
         state.hosts.adverts.purge(now_secs());
-        if let Err(e) = state.accounts.purge(now_secs()) {
-            tracing::error!("purging expired sessions and challenges: {e}");
+        // A scan of sled trees: off the async workers.
+        let accounts = state.accounts.clone();
+        match tokio::task::spawn_blocking(move || accounts.purge(now_secs())).await {
+            Ok(Err(e)) => tracing::error!("purging expired sessions and challenges: {e}"),
+            Err(e) => tracing::error!("purging expired sessions and challenges: {e}"),
+            Ok(Ok(_)) => {}
         }
         // Offers prepared in the browser and never signed give their
         // reservation back.

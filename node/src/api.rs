@@ -204,7 +204,7 @@ async fn get_task(
     }
 }
 
-async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+async fn metrics(State(state): State<Arc<ApiState>>, _dashboard: Dashboard) -> Response {
     let m = &state.agents.metrics;
     state.agents.update_gauges();
     m.adverts.set(state.adverts.len(now_secs()) as i64);

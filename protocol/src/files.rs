@@ -148,7 +148,12 @@ pub fn check_accepted(
     let bad_url = || AcceptedError::BadApiUrl(api_url.to_string());
     let url = url::Url::parse(api_url).map_err(|_| bad_url())?;
     let host_ok = match url.host() {
-        Some(url::Host::Domain(d)) => !d.is_empty(),
+        // A name is the host's to choose (a reverse proxy's), but never one
+        // that means this machine.
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.');
+            !d.is_empty() && d != "localhost" && !d.ends_with(".localhost")
+        }
         Some(url::Host::Ipv4(a)) => dialed.is_none_or(|d| d == std::net::IpAddr::V4(a)),
         Some(url::Host::Ipv6(a)) => dialed.is_none_or(|d| d == std::net::IpAddr::V6(a)),
         None => false,
@@ -161,6 +166,9 @@ pub fn check_accepted(
         || url.fragment().is_some()
         || url.path().trim_end_matches('/') != format!("/api/agents/{agent_id}")
         || api_url.chars().any(char::is_control)
+        // Only the canonical spelling: what is shown and stored is exactly
+        // what was judged (no `/;cmd;/../` that resolves away).
+        || url.as_str() != api_url
     {
         return Err(bad_url());
     }
@@ -236,7 +244,7 @@ mod tests {
             Ok(())
         );
         assert_eq!(
-            ok("echo-1", "https://node.example.com/api/agents/echo-1/"),
+            ok("echo-1", "https://node.example.com/api/agents/echo-1"),
             Ok(())
         );
         for (id, url, code) in [
@@ -272,6 +280,21 @@ mod tests {
             (
                 "echo-1",
                 "http://203.0.113.7/api/agents/echo-1?x=\u{1b}[2J",
+                "bad_api_url",
+            ),
+            (
+                "echo-1",
+                "http://203.0.113.7/;touch pwned;/../api/agents/echo-1",
+                "bad_api_url",
+            ),
+            (
+                "echo-1",
+                "http://localhost:7878/api/agents/echo-1",
+                "bad_api_url",
+            ),
+            (
+                "echo-1",
+                "http://metadata.localhost/api/agents/echo-1",
                 "bad_api_url",
             ),
         ] {

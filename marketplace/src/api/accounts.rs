@@ -17,7 +17,7 @@ use sparebox_protocol::{Checks, KeyProof, Message as _, ProofPurpose, now_secs};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{Body, SESSION_COOKIE, SignedIn, session_cookie};
-use crate::accounts::{Account, AccountError, SESSION_SECS};
+use crate::accounts::{Account, AccountError, SESSION_SECS, client_key};
 use crate::ledger::Account as LedgerAccount;
 use crate::state::AppState;
 
@@ -61,7 +61,7 @@ pub(super) async fn sign_up(
     jar: CookieJar,
     Body(c): Body<Credentials>,
 ) -> ApiResult<Response> {
-    s.accounts.admit_sign_up(&peer.ip().to_string())?;
+    s.accounts.admit_sign_up(&client_key(peer.ip()))?;
     let accounts = s.accounts.clone();
     let a = hashing(&s, move || {
         accounts.sign_up(&c.email, &c.password, now_secs())
@@ -77,9 +77,10 @@ pub(super) async fn sign_in(
     jar: CookieJar,
     Body(c): Body<Credentials>,
 ) -> ApiResult<Response> {
+    // Limits first: a refused attempt never waits for a hashing slot.
+    s.accounts.admit_sign_in(&c.email, &client_key(peer.ip()))?;
     let accounts = s.accounts.clone();
-    let client = peer.ip().to_string();
-    let a = hashing(&s, move || accounts.sign_in(&c.email, &c.password, &client)).await?;
+    let a = hashing(&s, move || accounts.check_password(&c.email, &c.password)).await?;
     with_session(&s, jar, &a, StatusCode::OK)
 }
 
